@@ -1,0 +1,1 @@
+"""Benchmarks of django-connhealth against its peers and its limits (``make bench``)."""

@@ -1,0 +1,493 @@
+"""Shared machinery of the benchmarks: child processes, servers, load, statistics.
+
+Every process started here is registered and stopped by ``Children.stop_all()``
+(the runner calls it in a ``finally``: on success, failure, Ctrl-C or SIGTERM).
+Each child also gets ``PR_SET_PDEATHSIG`` (SIGTERM), so even a runner killed
+with SIGKILL leaves nothing behind: gunicorn and redis-server stop when it dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.redis_server import HOST, RedisServer, free_port  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+BENCH = ROOT / "bench"
+WORK = BENCH / ".work"
+VENV_BIN = Path(sys.executable).parent
+LUA = BENCH / "wrk_report.lua"
+PR_SET_PDEATHSIG = 1
+
+# Variables that would change how testproject sizes its pools or what it runs.
+_SCRUBBED_PREFIXES = ("CONNHEALTH_", "UWSGI_", "DJANGO_", "BENCH_", "TESTPROJECT_")
+_SCRUBBED = {"GUNICORN_CMD_ARGS", "WEB_CONCURRENCY", "REDIS_URL", "PYTHONPATH"}
+
+
+# -- processes ------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGTERM this child when the runner dies, however it dies."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+# Launcher for children started by code that is not ours (tests.redis_server):
+# set the parent-death signal, then exec, so the pid stays the same.
+_LAUNCHER = (
+    "import ctypes, os, signal, sys\n"
+    f"ctypes.CDLL(None).prctl({PR_SET_PDEATHSIG}, signal.SIGTERM)\n"
+    "os.execvp(sys.argv[1], sys.argv[1:])\n"
+)
+
+
+class Children:
+    """Every process the benchmarks started, stopped in reverse order."""
+
+    def __init__(self) -> None:
+        self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._redis: list[RedisServer] = []
+        self._lock = threading.Lock()
+
+    def start(
+        self, name: str, cmd: Sequence[str], *, env: dict[str, str] | None = None, **kwargs: Any
+    ) -> subprocess.Popen[bytes]:
+        """Start ``cmd`` in a session of its own (so its whole group can be stopped)."""
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            list(cmd),
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+            **kwargs,
+        )
+        with self._lock:
+            self._procs.append((name, proc))
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+        """SIGTERM the child's process group, wait, then SIGKILL whatever is left of it."""
+        with self._lock:
+            self._procs = [(n, p) for n, p in self._procs if p is not proc]
+        pgid = proc.pid  # start_new_session: the child leads its own group
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=timeout)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)  # stragglers: workers of a master that is gone
+        proc.wait()
+
+    def redis(self, workdir: Path, *extra_args: str) -> RedisServer:
+        server = _BenchRedis(workdir, extra_args=("--maxclients", "10000", *extra_args))
+        with self._lock:
+            self._redis.append(server)
+        server.start()
+        return server
+
+    def stop_redis(self, server: RedisServer) -> None:
+        with self._lock:
+            if server in self._redis:
+                self._redis.remove(server)
+        server.stop()
+
+    def stop_all(self) -> None:
+        while True:
+            with self._lock:
+                if not self._procs:
+                    break
+                _, proc = self._procs[-1]
+            self.stop(proc)
+        while True:
+            with self._lock:
+                if not self._redis:
+                    break
+                server = self._redis.pop()
+            server.stop()
+
+
+class _BenchRedis(RedisServer):
+    """tests.redis_server.RedisServer, bound to the runner's life (see ``_LAUNCHER``)."""
+
+    def _command(self, port: int) -> list[str]:
+        return [sys.executable, "-c", _LAUNCHER, *super()._command(port)]
+
+
+CHILDREN = Children()
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM and SIGHUP stop the run like Ctrl-C does (cleanup runs in ``finally``)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, interrupt)
+
+
+def ignore_signals_during_cleanup() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """The environment of a child: ours, without anything that sizes pools, plus ``extra``."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in _SCRUBBED and not key.startswith(_SCRUBBED_PREFIXES)
+    }
+    env["PYTHONPATH"] = str(ROOT)
+    env["TESTPROJECT_VAR_DIR"] = str(WORK / "var")
+    env.update(extra)
+    return env
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# -- HTTP -----------------------------------------------------------------------------
+
+
+def http_get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+# -- gunicorn -------------------------------------------------------------------------
+
+
+def _no_control_socket() -> list[str]:
+    import gunicorn
+
+    return ["--no-control-socket"] if gunicorn.version_info >= (25, 1) else []
+
+
+class Gunicorn:
+    """testproject under ``gunicorn -k gthread --preload`` on a free loopback port."""
+
+    def __init__(
+        self, name: str, *, settings: str, redis_url: str, workers: int, threads: int, **env: str
+    ) -> None:
+        self.name = name
+        self.workers = workers
+        self.threads = threads
+        self.port = free_port()
+        self.base = f"http://{HOST}:{self.port}"
+        self.log = WORK / f"gunicorn-{name}.log"
+        self.env = base_env(DJANGO_SETTINGS_MODULE=settings, REDIS_URL=redis_url, **env)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> Gunicorn:
+        cmd = [
+            str(VENV_BIN / "gunicorn"),
+            "testproject.wsgi:application",
+            "--bind", f"{HOST}:{self.port}",
+            "--workers", str(self.workers),
+            "--threads", str(self.threads),
+            "--worker-class", "gthread",
+            "--preload",
+            "--graceful-timeout", "5",
+            "--chdir", str(ROOT),
+            "--error-logfile", str(self.log),
+            "--log-level", "warning",
+            *_no_control_socket(),
+        ]  # fmt: skip
+        with self.log.open("ab") as log:
+            self.proc = CHILDREN.start(
+                f"gunicorn {self.name}", cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"gunicorn {self.name} exited with {self.proc.returncode}:\n{tail(self.log)}"
+                )
+            if http_get(f"{self.base}/ok", timeout=2.0)[0] == 200:
+                # With --preload the workers fork at once; give them a moment to all listen.
+                time.sleep(0.5)
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"gunicorn {self.name} did not answer /ok:\n{tail(self.log)}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            CHILDREN.stop(self.proc)
+            self.proc = None
+
+    def __enter__(self) -> Gunicorn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# -- load -----------------------------------------------------------------------------
+
+
+def load_generator() -> str:
+    """``wrk`` when installed, else the Python fallback (labelled in every table)."""
+    return "wrk" if shutil.which("wrk") else "python"
+
+
+def run_load(url: str, connections: int, seconds: float, threads: int = 2) -> dict[str, float]:
+    """Drive ``url`` with keep-alive connections; throughput, latency and errors."""
+    threads = max(1, min(threads, connections))
+    if load_generator() == "wrk":
+        cmd = [
+            "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s",
+            "--timeout", "5s", "-s", str(LUA), url,
+        ]  # fmt: skip
+    else:
+        cmd = [
+            sys.executable, str(BENCH / "pyload.py"),
+            "--connections", str(connections), "--seconds", str(seconds), url,
+        ]  # fmt: skip
+    proc = CHILDREN.start("load", cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=seconds + 60)
+    finally:
+        CHILDREN.stop(proc)
+    match = re.search(rb"^WRKJSON (.*)$", out, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"no result from {cmd[0]}: {out[-500:]!r} {err[-500:]!r}")
+    raw = json.loads(match.group(1))
+    seconds_run = raw["duration_us"] / 1e6
+    socket_errors = raw["connect"] + raw["read"] + raw["write"] + raw["timeout"]
+    return {
+        "requests": raw["requests"],
+        "rps": raw["requests"] / seconds_run,
+        "ok_rps": (raw["requests"] - raw["status"]) / seconds_run,
+        "p50_ms": raw["p50_us"] / 1000,
+        "p90_ms": raw["p90_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "non2xx": raw["status"],
+        "socket_errors": socket_errors,
+        "errors": raw["status"] + socket_errors,
+    }
+
+
+# -- Redis server side ----------------------------------------------------------------
+
+
+class ClientsMonitor:
+    """Polls ``INFO clients`` on one connection of its own; keeps the peak of connected_clients.
+
+    The monitor's own connection is included in every reading.
+    """
+
+    def __init__(self, url: str, interval: float = 0.02) -> None:
+        import redis
+
+        self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="clients-monitor", daemon=True)
+        self.peak = 0
+        self.samples = 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                clients = int(self._client.info("clients")["connected_clients"])
+                self.peak = max(self.peak, clients)
+                self.samples += 1
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> ClientsMonitor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._client.close()
+        self._client.connection_pool.disconnect()
+
+
+# -- statistics -----------------------------------------------------------------------
+
+
+def rotated(items: Sequence[Any], round_no: int) -> list[Any]:
+    """Round ``n`` runs the configurations starting at item ``n``: no fixed first or last."""
+    shift = round_no % len(items)
+    return [*items[shift:], *items[:shift]]
+
+
+def median(values: Iterable[float]) -> float:
+    values = list(values)
+    return statistics.median(values) if values else float("nan")
+
+
+class Rounds:
+    """Per-configuration measurements across interleaved rounds."""
+
+    def __init__(self) -> None:
+        self.data: dict[Any, list[dict[str, float]]] = defaultdict(list)
+
+    def add(self, key: Any, result: dict[str, float]) -> None:
+        self.data[key].append(result)
+
+    def median(self, key: Any, field: str) -> float:
+        return median(r[field] for r in self.data[key])
+
+    def total(self, key: Any, field: str) -> float:
+        return sum(r[field] for r in self.data[key])
+
+    def maximum(self, key: Any, field: str) -> float:
+        return max(r[field] for r in self.data[key])
+
+    def ratio(self, num: Any, den: Any, field: str) -> float:
+        """Median over rounds of the per-round ratio (each pair measured in the same round)."""
+        pairs = zip(self.data[num], self.data[den], strict=True)
+        return median(a[field] / b[field] for a, b in pairs if b[field])
+
+
+# -- formatting -----------------------------------------------------------------------
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A Markdown table (also readable as plain text)."""
+    cells = [[str(h) for h in headers], *[[_cell(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for number, row in enumerate(cells):
+        lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
+        if number == 0:
+            lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "-"
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        if abs(value) >= 10:
+            return f"{value:.1f}"
+        return f"{value:.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "**MISS**"
+
+
+# -- profiling ------------------------------------------------------------------------
+
+
+def pyspy_record(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
+    """Start ``py-spy record`` on ``pid`` and its children (collapsed stacks to ``output``).
+
+    ``--gil``: only the thread holding the GIL is sampled, so the profile shows where
+    Python's CPU time goes (threads waiting on a lock, a socket or a queue are left out).
+    """
+    cmd = [
+        str(VENV_BIN / "py-spy"), "record", "--pid", str(pid), "--subprocesses",
+        "--duration", str(int(seconds)), "--rate", "200", "--format", "raw",
+        "--output", str(output), "--nonblocking", "--gil",
+    ]  # fmt: skip
+    return CHILDREN.start("py-spy", cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+_FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
+
+
+def _frame_name(frame: str) -> str:
+    match = _FRAME.match(frame.strip())
+    if match is None:
+        return frame.strip()
+    path = match.group("file")
+    for marker in ("site-packages/", "/lib/python3", str(ROOT) + "/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    return f"{match.group('func')} ({path})"
+
+
+def summarize_collapsed(
+    path: Path,
+    *,
+    top: int = 15,
+    keep: Callable[[str], bool] | None = None,
+    focus: Sequence[str] = ("django_connhealth",),
+) -> str:
+    """Top frames of a collapsed-stack file: by self samples, then inclusive samples.
+
+    ``keep`` limits the count to stacks with a frame it accepts; ``focus`` adds a
+    block with the inclusive share of every frame whose name contains one of its strings.
+    """
+    self_counts: dict[str, int] = defaultdict(int)
+    incl_counts: dict[str, int] = defaultdict(int)
+    total = 0
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no profile was written)"
+    for line in lines:
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_frame_name(f) for f in stack.split(";") if "(" in f]
+        if keep is not None and not any(keep(f) for f in frames):
+            continue
+        total += count
+        if frames:
+            self_counts[frames[-1]] += count
+        for frame in set(frames):
+            incl_counts[frame] += count
+    if not total:
+        return "(no samples)"
+
+    def block(title: str, counts: dict[str, int], limit: int = top) -> list[str]:
+        rows = sorted(counts.items(), key=lambda kv: -kv[1])[:limit]
+        return [title, *(f"  {100 * c / total:5.1f}%  {name}" for name, c in rows)]
+
+    focused = {k: v for k, v in incl_counts.items() if any(f in k for f in focus)}
+    return "\n".join(
+        [
+            f"{total} samples",
+            *block("self (where the CPU was):", self_counts),
+            *block("inclusive (what was on the stack):", incl_counts),
+            *block(f"inclusive, frames of {' / '.join(focus)}:", focused, 2 * top),
+        ]
+    )

@@ -1,0 +1,213 @@
+"""``manage.py connhealth``: pool usage of every process on every host."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_connhealth import publish
+from django_connhealth.probes import sized_aliases
+from django_connhealth.report import full_report
+from django_connhealth.sizing import gunicorn_argv, resolve_concurrency
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+COLUMNS = (
+    ("HOST", "host"),
+    ("PID", "pid"),
+    ("CONNS", "connections"),
+    ("IN USE", "in_use"),
+    ("IDLE", "idle"),
+    ("PEAK", "peak_in_use"),
+    ("WAITS", "waits"),
+    ("TIMEOUTS", "timeouts"),
+    ("MAX", "max_connections"),
+    ("AGE", "age_seconds"),
+)
+POOL_KEYS = (
+    "max_connections",
+    "timeout",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "health_check_interval",
+)
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0.1 <= seconds <= 3600:
+        raise CommandError(
+            f"--watch {value!r} is not valid: give a number of seconds from 0.1 to 3600."
+        )
+    return seconds
+
+
+class Command(BaseCommand):
+    help = (
+        "Report Redis pool usage of every process on every host: pool settings and their "
+        "sources, server connections, and each process's published pool figures."
+    )
+    # The report must run whatever the checks say: it is how a broken pool is diagnosed.
+    requires_system_checks = ()
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--format",
+            choices=("table", "json"),
+            default="table",
+            help="Output format (default: table).",
+        )
+        parser.add_argument(
+            "--alias",
+            action="append",
+            dest="aliases",
+            metavar="NAME",
+            help="Report only this cache alias (repeatable).",
+        )
+        parser.add_argument(
+            "--watch",
+            metavar="SECONDS",
+            type=str,
+            default=None,
+            help="Refresh every SECONDS until interrupted.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        # This process reads figures; it has none worth publishing. Restored after,
+        # for a process that runs the command in-process (call_command) and goes on.
+        enabled, publish.enabled = publish.enabled, False
+        try:
+            self._handle(options)
+        finally:
+            publish.enabled = enabled
+
+    def _handle(self, options: dict[str, Any]) -> None:
+        watch = None if options["watch"] is None else _seconds(options["watch"])
+        self.watching = watch is not None
+        aliases = options["aliases"]
+        sized = sized_aliases()
+        if aliases:
+            unknown = [alias for alias in aliases if alias not in sized]
+            if unknown:
+                known = ", ".join(sorted(sized)) or "none"
+                raise CommandError(
+                    f"--alias {unknown[0]!r} is not a sized django-redis cache alias "
+                    f"(sized aliases: {known})."
+                )
+        try:
+            concurrency = resolve_concurrency(os.environ, gunicorn_argv(os.environ, sys.argv))
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
+        render: Callable[[dict[str, Any]], str] = (
+            self.as_json if options["format"] == "json" else self.as_table
+        )
+        failed: list[str] = []
+        try:
+            while True:
+                report = full_report(concurrency, aliases)
+                failed = [
+                    alias for alias, cache in report["caches"].items() if cache["status"] != "pass"
+                ]
+                if watch is not None and options["format"] == "table":
+                    self.stdout.write(
+                        self.style.MIGRATE_HEADING(datetime.now().strftime("%H:%M:%S"))
+                    )
+                self.stdout.write(render(report))
+                if watch is None:
+                    break
+                self.stdout.flush()
+                time.sleep(watch)
+        except KeyboardInterrupt:
+            pass
+        if failed:
+            raise CommandError(f"unreachable or failing: {', '.join(failed)}", returncode=1)
+
+    def as_json(self, report: dict[str, Any]) -> str:
+        for cache in report["caches"].values():
+            if not cache["notes"]:
+                del cache["notes"]
+        if self.watching:
+            return json.dumps(report)  # one document per line: a stream programs can read
+        return json.dumps(report, indent=2)
+
+    def as_table(self, report: dict[str, Any]) -> str:
+        c = report["concurrency"]
+        s = c["sources"]
+        lines = [
+            f"Concurrency: {c['workers']} workers ({s['workers']}) x {c['threads']} threads "
+            f"({s['threads']}), {c['worker_class']}"
+        ]
+        if not report["caches"]:
+            lines.append(
+                self.style.WARNING(
+                    "No sized django-redis cache alias: wrap CACHES with sized_caches()."
+                )
+            )
+        for alias, cache in report["caches"].items():
+            style = self.style.SUCCESS if cache["status"] == "pass" else self.style.ERROR
+            lines += [
+                "",
+                f"{self.style.MIGRATE_HEADING(f'Cache {alias!r}')}  {style(cache['status'])}",
+            ]
+            for pool in cache["pools"]:
+                settings = "  ".join(
+                    f"{key} {pool[key]} ({pool['sources'][key]})"
+                    for key in POOL_KEYS
+                    if key in pool
+                )
+                lines.append(f"  pool {pool['location']}")
+                lines.append(f"    {settings}")
+                if "server" in pool:
+                    lines.append(f"    server {self._server(pool['server'])}")
+            if cache["server"] is not None:
+                lines.append(f"  server {self._server(cache['server'])}")
+            for note in cache["notes"]:
+                lines.append("  " + self.style.WARNING(note))
+            if cache["server"] is not None:
+                lines += ["  " + line for line in self._processes(cache["processes"])]
+                fleet = cache["fleet"]
+                lines.append(
+                    f"  fleet: {fleet['processes']} processes, "
+                    f"{'unknown' if fleet['connections'] is None else fleet['connections']} "
+                    "connections, "
+                    f"pools up to {fleet['max_connections']} connections "
+                    f"(maxclients {cache['server']['maxclients']})"
+                )
+                if "warning" in fleet:
+                    lines.append("  " + self.style.WARNING("warning: " + fleet["warning"]))
+        return "\n".join(lines)
+
+    @staticmethod
+    def _server(server: dict[str, Any]) -> str:
+        return f"connected_clients {server['connected_clients']}  maxclients {server['maxclients']}"
+
+    def _processes(self, rows: list[dict[str, Any]]) -> list[str]:
+        if not rows:
+            return ["no process holds connections named by this app"]
+        table = [[title for title, _ in COLUMNS]]
+        for row in rows:
+            cells = ["-" if row[key] is None else str(row[key]) for _, key in COLUMNS]
+            if row["age_seconds"] is not None:
+                cells[-1] = f"{row['age_seconds']}s"
+            if row["stale"]:
+                cells[-1] += " stale"
+            table.append(cells)
+        widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS))]
+        out = []
+        for number, cells in enumerate(table):
+            line = "  ".join(
+                cell.ljust(width) for cell, width in zip(cells, widths, strict=True)
+            ).rstrip()
+            out.append(self.style.SQL_FIELD(line) if number == 0 else line)
+        return out

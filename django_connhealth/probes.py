@@ -1,0 +1,428 @@
+"""Readiness checks: PING every pool of every sized alias, in bounded time.
+
+Each pool is pinged through the process's own pool (no new connection when one
+is idle), all pools at once on a small thread pool, and the answer is collected
+at a deadline: a check still running then is reported, not waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import os
+import threading
+import time
+import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django_redis.pool import get_connection_factory
+from redis import ConnectionPool
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from django_connhealth import defaults
+from django_connhealth.caches import is_django_redis, is_sentinel, locations
+from django_connhealth.pool import PoolTimeoutError, SizedConnectionPool, wait_until
+from django_connhealth.redact import redact_url, scrub, secrets_of
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from redis import Redis
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+_RANK = {PASS: 0, WARN: 1, FAIL: 2}
+# The checkout gives up this much before the answer is due, so a saturated
+# pool is reported as such rather than as a check that did not finish.
+CHECKOUT_MARGIN = 0.05
+
+
+def worst(statuses: Iterable[str]) -> str:
+    return max(statuses, key=_RANK.__getitem__, default=PASS)
+
+
+@dataclass
+class Target:
+    """One pool of one alias: what a check pings."""
+
+    alias: str
+    url: str
+    client: Redis
+    secrets: tuple[str, ...] = ()
+
+    @property
+    def pool(self) -> ConnectionPool:
+        return self.client.connection_pool
+
+
+@dataclass
+class Result:
+    """The outcome of pinging one pool.
+
+    What only detail shows (the redacted location, scrubbed error text, the
+    time) is worked out when asked for: anonymous probes never pay for it.
+    """
+
+    alias: str
+    url: str
+    status: str
+    wall_time: float
+    response_ms: float | None = None
+    raw_output: str = ""
+    sized_pool: SizedConnectionPool | None = None
+    secrets: tuple[str, ...] = ()
+
+    @property
+    def pool(self) -> dict[str, Any]:
+        """The pool's figures (empty for a pool class of the user's)."""
+        return {} if self.sized_pool is None else self.sized_pool.stats().as_dict()
+
+    @property
+    def location(self) -> str:
+        return redact_url(self.url)
+
+    @property
+    def output(self) -> str:
+        return scrub(self.raw_output, self.secrets) if self.raw_output else ""
+
+    @property
+    def time(self) -> str:
+        moment = datetime.fromtimestamp(self.wall_time, timezone.utc)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def sized_aliases() -> dict[str, Mapping[str, Any]]:
+    caches: Mapping[str, Mapping[str, Any]] = getattr(settings, "CACHES", {})
+    return {
+        alias: config
+        for alias, config in caches.items()
+        if is_django_redis(config)
+        and not is_sentinel(config.get("OPTIONS") or {})
+        and defaults.OPTIONS_KEY in (config.get("OPTIONS") or {})
+    }
+
+
+def connection_factory(options: Mapping[str, Any]) -> Any:
+    """The django-redis connection factory an alias with ``options`` uses."""
+    # options= by name: django-redis before 7 takes (path=None, options=None).
+    return get_connection_factory(options=dict(options))
+
+
+class Targets:
+    """The pools to ping, built once per process and per CACHES setting."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # The CACHES object itself, not its id(): a dict freed after an
+        # override_settings can hand its id to the next one.
+        self._key: tuple[int, object] | None = None
+        self._targets: list[Target] = []
+
+    def get(self) -> list[Target]:
+        caches = getattr(settings, "CACHES", {})
+        with self._lock:
+            if self._key is None or self._key[0] != os.getpid() or self._key[1] is not caches:
+                key = (os.getpid(), caches)
+                self._targets = [
+                    Target(
+                        alias,
+                        url,
+                        connection_factory(config.get("OPTIONS") or {}).connect(url),
+                        secrets_of(url, config.get("OPTIONS") or {}),
+                    )
+                    for alias, config in sized_aliases().items()
+                    for url in locations(config)
+                ]
+                self._key = key
+            return self._targets
+
+    def clear(self) -> None:
+        with self._lock:
+            self._key = None
+            self._targets = []
+
+
+targets = Targets()
+
+
+def _checkout_args() -> tuple[str, ...]:
+    # redis-py before 5.3 wants a command name; later versions warn when given one.
+    parameter = inspect.signature(ConnectionPool.get_connection).parameters.get("command_name")
+    return ("PING",) if parameter is not None and parameter.default is parameter.empty else ()
+
+
+_CHECKOUT_ARGS = _checkout_args()
+
+
+class Deadline:
+    """A ``time.monotonic()`` moment that a later probe sharing the check may extend."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+
+def bounded_ping(pool: ConnectionPool, deadline: Deadline) -> None:
+    """PING through ``pool``, giving up at ``deadline`` whatever the socket timeout.
+
+    ``deadline.at`` is read when each wait starts, so a probe that joins a
+    running check extends it. A sized pool's checkout gives
+    up just before it (PoolTimeoutError); the reply is awaited only until it.
+    """
+    with wait_until(deadline.at - CHECKOUT_MARGIN):
+        connection = pool.get_connection(*_CHECKOUT_ARGS)
+    try:
+        connection.send_command("PING", check_health=False)
+        remaining = deadline.at - time.monotonic()
+        if remaining <= 0 or not connection.can_read(timeout=remaining):
+            raise RedisTimeoutError("no answer in time")
+        connection.read_response()
+    except BaseException:
+        connection.disconnect()  # a late reply must never meet the next command
+        raise
+    finally:
+        pool.release(connection)
+
+
+class Checker:
+    """Runs checks on a per-process thread pool and collects them at a deadline."""
+
+    #: Threads per process for checks; a stuck check holds one until its socket times out.
+    max_workers = 8
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._pid = 0
+        # wait timeouts seen at the last probe, per pool, for "timeouts since the last probe"
+        self._timeouts_seen: weakref.WeakKeyDictionary[ConnectionPool, int]
+        self._timeouts_seen = weakref.WeakKeyDictionary()
+        # the check under way for each pool
+        self._running: weakref.WeakKeyDictionary[ConnectionPool, tuple[Future[Result], Deadline]]
+        self._running = weakref.WeakKeyDictionary()
+
+    def executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None or self._pid != os.getpid():
+                # A forked child inherits the object but not its threads.
+                self._executor = ThreadPoolExecutor(
+                    self.max_workers, thread_name_prefix="connhealth"
+                )
+                self._pid = os.getpid()
+                self._timeouts_seen = weakref.WeakKeyDictionary()
+                self._running = weakref.WeakKeyDictionary()
+            return self._executor
+
+    def shutdown(self) -> None:
+        """Stop this process's check threads (tests; before a fork in tests)."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+    def start(
+        self, timeout: float, *, inline: bool = False
+    ) -> tuple[float, list[tuple[Target, Future[Result]]]]:
+        """Start a check of every pool; a pool whose check still runs is not checked twice.
+
+        So a stuck server holds at most one thread and one connection per pool,
+        however many probes arrive, and aliases sharing a pool share its check.
+        With ``inline``, a single pool with an idle connection is checked in the
+        calling thread: the ping is bounded by the deadline all the same, and
+        the common probe saves two thread switches.
+        """
+        deadline = time.monotonic() + timeout
+        current = targets.get()
+        if inline and len(current) == 1 and self._idle(current[0].pool):
+            done: Future[Result] = Future()
+            done.set_result(self.ping(current[0], Deadline(deadline)))
+            return deadline, [(current[0], done)]
+        executor = self.executor()
+        pending = []
+        with self._lock:
+            for target in current:
+                running = self._running.get(target.pool)
+                if running is None or running[0].done():
+                    shared = Deadline(deadline)
+                    future = executor.submit(self.ping, target, shared)
+                    self._running[target.pool] = (future, shared)
+                else:
+                    # Join the check under way, and give it this probe's time too:
+                    # a server that answers again must not be reported by a
+                    # check whose own deadline has passed.
+                    future, shared = running
+                    shared.at = max(shared.at, deadline)
+                pending.append((target, future))
+        return deadline, pending
+
+    def _idle(self, pool: ConnectionPool) -> bool:
+        with self._lock:
+            entry = self._running.get(pool)
+        running = None if entry is None else entry[0]
+        return (
+            isinstance(pool, SizedConnectionPool)
+            and (running is None or running.done())
+            and pool.has_idle_connection()
+        )
+
+    def ping(self, target: Target, deadline: Deadline) -> Result:
+        started = time.monotonic()
+        try:
+            bounded_ping(target.pool, deadline)
+        except PoolTimeoutError:
+            return self.result(target, WARN, output="no free connection in the pool in time")
+        except (RedisError, OSError) as exc:
+            return self.result(target, FAIL, output=f"{type(exc).__name__}: {exc}")
+        elapsed = (time.monotonic() - started) * 1000
+        return self.result(target, PASS, response_ms=round(elapsed, 3))
+
+    def result(
+        self, target: Target, status: str, *, response_ms: float | None = None, output: str = ""
+    ) -> Result:
+        pool = target.pool
+        sized = pool if isinstance(pool, SizedConnectionPool) else None
+        if sized is not None:
+            timeouts = sized.pool.timeouts  # the one figure every probe needs
+            with self._lock:
+                seen = self._timeouts_seen.get(pool, timeouts)
+                self._timeouts_seen[pool] = timeouts
+            if timeouts > seen and status == PASS:
+                status = WARN
+                output = f"{timeouts - seen} wait timeouts since the last probe"
+        return Result(
+            alias=target.alias,
+            url=target.url,
+            status=status,
+            wall_time=time.time(),
+            response_ms=response_ms,
+            raw_output=output,
+            sized_pool=sized,
+            secrets=target.secrets,
+        )
+
+    def collect(self, timeout: float, pending: list[tuple[Target, Future[Result]]]) -> list[Result]:
+        results = []
+        for target, future in pending:
+            if future.done():
+                # a pool shared by aliases is checked once, and reported for each
+                results.append(dataclasses.replace(future.result(), alias=target.alias))
+            else:
+                results.append(self.result(target, FAIL, output=f"no answer within {timeout:g} s"))
+        return results
+
+
+checker = Checker()
+
+
+class Readiness:
+    """Readiness results, optionally reused for ``CONNHEALTH_CACHE_SECONDS``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cached: tuple[float, int, list[Result]] | None = None
+
+    def _fresh(self, ttl: float) -> list[Result] | None:
+        with self._lock:
+            cached = self._cached
+        if ttl and cached and cached[1] == os.getpid() and time.monotonic() - cached[0] < ttl:
+            return cached[2]
+        return None
+
+    def _store(self, ttl: float, results: list[Result]) -> list[Result]:
+        if ttl:
+            with self._lock:
+                self._cached = (time.monotonic(), os.getpid(), results)
+        return results
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cached = None
+
+    def results(self, timeout: float, ttl: float) -> list[Result]:
+        """Check every pool, answering within ``timeout`` seconds."""
+        cached = self._fresh(ttl)
+        if cached is not None:
+            return cached
+        deadline, pending = checker.start(timeout, inline=True)
+        if pending:
+            futures_wait(
+                [future for _, future in pending], timeout=max(0.0, deadline - time.monotonic())
+            )
+        return self._store(ttl, checker.collect(timeout, pending))
+
+    async def aresults(self, timeout: float, ttl: float) -> list[Result]:
+        """:meth:`results` for an event loop: waiting never blocks the loop."""
+        cached = self._fresh(ttl)
+        if cached is not None:
+            return cached
+        deadline, pending = checker.start(timeout)
+        if pending:
+            waiting = [asyncio.wrap_future(future) for _, future in pending]
+            await asyncio.wait(waiting, timeout=max(0.0, deadline - time.monotonic()))
+        return self._store(ttl, checker.collect(timeout, pending))
+
+
+readiness = Readiness()
+
+
+@receiver(setting_changed)
+def _forget_checks(*, setting: str, **kwargs: Any) -> None:
+    """Results and pools of the old CACHES answer nothing about the new one."""
+    if setting == "CACHES":
+        targets.clear()
+        readiness.clear()
+    elif setting == "CONNHEALTH_CACHE_SECONDS":
+        readiness.clear()
+
+
+def health_document(results: list[Result], *, detail: bool) -> dict[str, Any]:
+    """An ``application/health+json`` body (draft-inadarei-api-health-check).
+
+    Without ``detail`` it names failing checks only, with their status: no
+    numbers, hosts or error text.
+    """
+    document: dict[str, Any] = {"status": worst(result.status for result in results)}
+    checks: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        key = f"redis.{result.alias}:responseTime"
+        if not detail:
+            if result.status != PASS:
+                entry = checks.setdefault(key, [{"status": result.status}])[0]
+                entry["status"] = worst((entry["status"], result.status))
+            continue
+        entry = {
+            "componentId": result.location,
+            "componentType": "datastore",
+            "observedValue": result.response_ms,
+            "observedUnit": "ms",
+            "status": result.status,
+            "time": result.time,
+        }
+        if result.output:
+            entry["output"] = result.output
+        checks.setdefault(key, []).append(entry)
+        figures = result.pool
+        if figures:
+            checks.setdefault(f"redis.{result.alias}:connections", []).append(
+                {
+                    "componentId": result.location,
+                    "componentType": "datastore",
+                    "observedValue": figures["in_use"],
+                    "observedUnit": "connections",
+                    "status": WARN if result.status == WARN else PASS,
+                    "time": result.time,
+                    **figures,
+                }
+            )
+    if checks:
+        document["checks"] = checks
+    return document

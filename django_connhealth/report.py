@@ -1,0 +1,221 @@
+"""The fleet report of ``manage.py connhealth``: server side plus published figures.
+
+Two sources, combined per process: ``CLIENT LIST`` grouped by the names sized
+pools give their connections (what is really open), and the records processes
+publish (what their pools see: in use, waits, timeouts). Pure data out; the
+command only formats it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import NoPermissionError, RedisError, ResponseError
+
+from django_connhealth.caches import locations
+from django_connhealth.naming import client_host, parse_client_name
+from django_connhealth.poolconfig import pool_config
+from django_connhealth.probes import connection_factory, sized_aliases
+from django_connhealth.publish import index_key
+from django_connhealth.redact import scrub, secrets_of
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from redis import Redis
+
+    from django_connhealth.sizing import Concurrency
+
+#: A record older than this many publish intervals is stale: its process is
+#: probably gone, and its figures are shown but not counted.
+STALE_INTERVALS = 2
+FIGURES = ("in_use", "idle", "peak_in_use", "waits", "wait_seconds", "timeouts", "max_connections")
+
+
+@dataclass(frozen=True)
+class Me:
+    """The reporting process, left out of ``processes``."""
+
+    host: str
+    pid: int
+
+    @classmethod
+    def here(cls) -> Me:
+        return cls(client_host(os.environ), os.getpid())
+
+
+def _refused(exc: RedisError) -> bool:
+    return (
+        isinstance(exc, NoPermissionError) or "NOPERM" in str(exc) or "unknown command" in str(exc)
+    )
+
+
+def server_figures(client: Redis) -> dict[str, Any]:
+    info = client.info("clients")
+    return {
+        "connected_clients": info.get("connected_clients"),
+        "maxclients": info.get("maxclients"),
+    }
+
+
+def connections_by_process(client: Redis, pool_alias: str, me: Me) -> dict[tuple[str, int], int]:
+    """Open connections per (host, pid) named for ``pool_alias``; raises if refused."""
+    counts: dict[tuple[str, int], int] = {}
+    # Only this pool's db, where the records are: another project on another db of
+    # the same server may name its pools the same.
+    db = str(client.connection_pool.connection_kwargs.get("db") or 0)
+    for entry in client.client_list():
+        if str(entry.get("db")) != db:
+            continue
+        name = parse_client_name(str(entry.get("name") or ""))
+        if name is None or name.alias != pool_alias or (name.host, name.pid) == (me.host, me.pid):
+            continue
+        counts[(name.host, name.pid)] = counts.get((name.host, name.pid), 0) + 1
+    return counts
+
+
+def published_records(client: Redis, pool_alias: str) -> dict[tuple[str, int], dict[str, Any]]:
+    """The live records of ``pool_alias``, each with its age by the server's clock."""
+    keys = [
+        k.decode() if isinstance(k, bytes) else str(k)
+        for k in client.zrange(index_key(pool_alias), 0, -1)
+    ]
+    if not keys:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.get(key)
+        pipe.pttl(key)
+    replies = pipe.execute()
+    records: dict[tuple[str, int], dict[str, Any]] = {}
+    for value, pttl in zip(replies[::2], replies[1::2], strict=True):
+        if value is None:
+            continue
+        try:
+            record = json.loads(value)
+            process = (str(record["host"]), int(record["pid"]))
+            ttl = float(record["ttl"])
+            interval = float(record["interval"])
+        except (ValueError, KeyError, TypeError):
+            continue  # not ours, or from an incompatible version
+        # Age from the key's remaining TTL: the server's clock, not the hosts'.
+        age = max(0.0, ttl - pttl / 1000) if isinstance(pttl, int) and pttl >= 0 else None
+        record["age_seconds"] = None if age is None else round(age, 1)
+        record["stale"] = age is not None and age > STALE_INTERVALS * interval
+        records[process] = record
+    return records
+
+
+def processes(
+    connections: Mapping[tuple[str, int], int] | None,
+    records: Mapping[tuple[str, int], Mapping[str, Any]],
+    me: Me,
+) -> list[dict[str, Any]]:
+    """One row per process: its connections and, where it published them, its figures."""
+    rows = []
+    for host, pid in sorted(set(connections or {}) | set(records)):
+        if (host, pid) == (me.host, me.pid):
+            continue
+        record = records.get((host, pid), {})
+        row: dict[str, Any] = {
+            "host": host,
+            "pid": pid,
+            "connections": None if connections is None else connections.get((host, pid), 0),
+        }
+        row.update({figure: record.get(figure) for figure in FIGURES})
+        row["age_seconds"] = record.get("age_seconds")
+        row["stale"] = bool(record.get("stale"))
+        rows.append(row)
+    return rows
+
+
+def fleet(rows: list[dict[str, Any]], server: Mapping[str, Any]) -> dict[str, Any]:
+    # A process holding connections is live, whatever the age of its record.
+    live = [row for row in rows if row["connections"] or not row["stale"]]
+    budget = sum(row["max_connections"] or 0 for row in live)
+    counted = [row["connections"] for row in live if row["connections"] is not None]
+    summary: dict[str, Any] = {
+        "processes": len(live),
+        # unknown (None) when the server refused CLIENT LIST
+        "connections": sum(counted) if counted or not live else None,
+        "max_connections": budget,
+    }
+    maxclients = server.get("maxclients")
+    if isinstance(maxclients, int) and budget > maxclients:
+        summary["warning"] = (
+            f"the fleet's pools may open {budget} connections, more than maxclients {maxclients}"
+        )
+    return summary
+
+
+def alias_report(alias: str, config: Mapping[str, Any], me: Me) -> dict[str, Any]:
+    """The report of one sized alias (SPEC section 3)."""
+    options: Mapping[str, Any] = config.get("OPTIONS") or {}
+    kwargs: Mapping[str, Any] = options.get("CONNECTION_POOL_KWARGS") or {}
+    pool_alias = str(kwargs.get("connhealth_alias", alias))
+    # This process's connections are named with the host its pools were sized with.
+    me = Me(str(kwargs.get("connhealth_host") or me.host), me.pid)
+    factory = connection_factory(options)
+    report: dict[str, Any] = {
+        "status": "pass",
+        "pools": [],
+        "server": None,
+        "processes": [],
+        "fleet": None,  # unknown until the server answers
+        "notes": [],
+    }
+    urls = locations(config)
+    for index, url in enumerate(urls):
+        entry = pool_config(options, url).as_dict()
+        report["pools"].append(entry)
+        secrets = secrets_of(url, options)
+        client = factory.connect(url)
+        try:
+            server = server_figures(client)
+        except (RedisError, OSError) as exc:
+            report["status"] = "fail"
+            entry["error"] = scrub(f"{type(exc).__name__}: {exc}", secrets)
+            report["notes"].append(f"{entry['location']} unreachable: {entry['error']}")
+            continue
+        if len(urls) > 1:
+            entry["server"] = server
+        if index:
+            continue
+        report["server"] = server
+        try:
+            connections: dict[tuple[str, int], int] | None = connections_by_process(
+                client, pool_alias, me
+            )
+        except (RedisError, OSError) as exc:
+            if not (isinstance(exc, ResponseError) and _refused(exc)):
+                raise
+            connections = None
+            report["notes"].append(
+                "CLIENT LIST refused (ACL): connection counts unknown; showing published figures."
+            )
+        try:
+            records = published_records(client, pool_alias)
+        except (RedisError, OSError) as exc:
+            records = {}
+            report["notes"].append(
+                scrub(f"published figures unreadable: {type(exc).__name__}: {exc}", secrets)
+            )
+        report["processes"] = processes(connections, records, me)
+        report["fleet"] = fleet(report["processes"], server)
+    return report
+
+
+def full_report(concurrency: Concurrency, aliases: list[str] | None = None) -> dict[str, Any]:
+    me = Me.here()
+    caches = {
+        alias: config
+        for alias, config in sized_aliases().items()
+        if aliases is None or alias in aliases
+    }
+    return {
+        "concurrency": concurrency.as_dict(),
+        "caches": {alias: alias_report(alias, config, me) for alias, config in caches.items()},
+    }

@@ -1,0 +1,95 @@
+"""Settings of the demo project, read from the environment.
+
+``REDIS_URL`` (required) is the Redis the cache uses. ``DJANGO_DEBUG``,
+``DJANGO_SECRET_KEY``, ``DJANGO_ALLOWED_HOSTS`` and ``TESTPROJECT_VAR_DIR`` (where
+the SQLite database lives) have defaults fit for a local demo, not production.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from django_connhealth import sized_caches
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "")
+    flag = value.strip().lower()
+    if not flag:
+        return default
+    if flag in {"1", "true", "yes", "on"}:
+        return True
+    if flag in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not valid: set it to 1 or 0, or unset it.")
+
+
+def _redis_url() -> str:
+    url = os.environ.get("REDIS_URL", "").strip()
+    if not url:
+        raise ImproperlyConfigured(
+            "REDIS_URL is not set: set it to the Redis server the cache uses, for example "
+            "REDIS_URL=redis://127.0.0.1:6379/0 (`python -m testproject.demo` starts a "
+            "throwaway redis-server and sets it for you)."
+        )
+    return url
+
+
+DEBUG = _env_flag("DJANGO_DEBUG", False)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "") or "testproject-dev-only-not-secret"
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1").split(",")
+    if host.strip()
+]
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django_connhealth",
+]
+
+MIDDLEWARE = [
+    # First, so that probes get their answer before ALLOWED_HOSTS is consulted:
+    "django_connhealth.middleware.ProbeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "testproject.urls"
+WSGI_APPLICATION = "testproject.wsgi.application"
+
+# Nothing in the demo writes to the database; it is here because auth and
+# sessions need one. Kept out of the source tree.
+VAR_DIR = Path(
+    os.environ.get("TESTPROJECT_VAR_DIR", "")
+    or Path(tempfile.gettempdir()) / "django-connhealth-testproject"
+)
+VAR_DIR.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its directory
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": VAR_DIR / "db.sqlite3",
+    }
+}
+
+CACHES = sized_caches(
+    {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": _redis_url(),
+        }
+    }
+)
+
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from django.urls import include, path
+
+from testproject import views
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("ok", views.ok, name="ok"),
+    path("work", views.work, name="work"),
+    path("pool", views.pool, name="pool"),
+    path("health/", include("django_connhealth.urls")),
+]

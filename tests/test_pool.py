@@ -1,0 +1,699 @@
+"""SizedConnectionPool against a real redis-server, driven through Django's cache API.
+
+Every test configures CACHES with ``sized_caches`` (via ``tests.helpers.redis_caches``)
+and talks to Redis through ``django.core.cache.cache`` / ``caches["default"]``; the
+pool under test is the one django-redis hands to that cache. Each test uses its own
+``CONNHEALTH_HOST``, so the server-side connection names it looks for are its own.
+"""
+
+from __future__ import annotations
+
+import gc
+import inspect
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import uuid
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import redis
+from django.core.cache import cache as default_cache
+from django.core.cache import caches
+from django.test import override_settings
+from django_redis.exceptions import ConnectionInterrupted
+from redis.connection import BlockingConnectionPool
+
+from django_connhealth.factory import ConnectionFactory
+from django_connhealth.naming import client_name
+from django_connhealth.pool import PoolStats, PoolTimeoutError, SizedConnectionPool, live_pools
+from tests.helpers import redis_caches
+from tests.redis_server import free_port
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from tests.conftest import RedisDB, StartRedis
+    from tests.redis_server import RedisServer
+
+PID = os.getpid()
+PASSWORD = "s3cret"
+#: Upper bound for anything that should take milliseconds (joins, pipes, polls).
+SLOW = 20.0
+
+#: ``django.core.cache.cache`` (a per-thread proxy), typed loosely: django-redis adds ``client``.
+cache: Any = default_cache
+
+# redis-py 5.0 requires a command name here; later versions warn when one is given.
+_NEEDS_COMMAND_NAME = (
+    inspect.signature(BlockingConnectionPool.get_connection).parameters["command_name"].default
+    is inspect.Parameter.empty
+)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def unique_host() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+def our_name(host: str, pid: int = PID, alias: str = "default") -> str:
+    return f"connhealth:{host}:{pid}:{alias}"
+
+
+def named(server: RedisServer, name: str) -> list[dict[str, str]]:
+    """CLIENT LIST entries carrying exactly ``name``."""
+    return [entry for entry in server.client_list() if entry.get("name") == name]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = SLOW) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def pool_of(cache_backend: Any) -> SizedConnectionPool:
+    """The pool django-redis uses for this cache object (primary server)."""
+    pool = cache_backend.client.get_client().connection_pool
+    assert isinstance(pool, SizedConnectionPool)
+    return pool
+
+
+def acquire(pool: Any) -> Any:
+    """Take a connection out of the pool, as redis-py's client does."""
+    if _NEEDS_COMMAND_NAME:
+        return pool.get_connection("PING")
+    return pool.get_connection()
+
+
+def raised_through_cache(exc: BaseException) -> BaseException:
+    """Check how django-redis surfaced a Redis error; return that Redis error.
+
+    django-redis's client wraps it in ConnectionInterrupted, and ``RedisCache``
+    (unless DJANGO_REDIS_IGNORE_EXCEPTIONS) raises the wrapped error again: the caller
+    of ``cache.get()`` gets the Redis error, with ConnectionInterrupted as its context.
+    """
+    assert isinstance(exc, redis.RedisError)
+    interrupted = exc.__context__
+    assert isinstance(interrupted, ConnectionInterrupted)
+    assert interrupted.__cause__ is exc
+    return exc
+
+
+def release(pool: Any, connection: Any) -> None:
+    pool.release(connection)
+
+
+def pools_for(port: int, db: int, host: str) -> list[SizedConnectionPool]:
+    """This test's pools (other threads' cache objects may keep earlier tests' alive)."""
+    gc.collect()
+    return [
+        pool
+        for pool in live_pools()
+        if pool.connection_kwargs.get("port") == port
+        and pool.connection_kwargs.get("db") == db
+        and pool.host == host
+    ]
+
+
+def run_threads(count: int, target: Callable[[int], None]) -> list[BaseException]:
+    """Run ``target(i)`` in ``count`` threads released together; return their errors."""
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def body(index: int) -> None:
+        try:
+            barrier.wait(timeout=SLOW)
+            target(index)
+        except BaseException as exc:  # reported to the test, never lost
+            with lock:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=body, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=SLOW)
+    assert not any(thread.is_alive() for thread in threads), "a worker thread hung"
+    return errors
+
+
+# ------------------------------------------------------- 1. many threads, one pool
+
+
+THREADS = 64
+
+
+def test_64_threads_share_one_pool_of_8_through_django_cache(redis_db: RedisDB) -> None:
+    host = unique_host()
+    name = our_name(host)
+    config = redis_caches(
+        redis_db.url, environ={"CONNHEALTH_THREADS": "6", "CONNHEALTH_HOST": host}
+    )
+    options: Any = config["default"]["OPTIONS"]
+    assert options["CONNECTION_POOL_KWARGS"]["max_connections"] == 8
+
+    seen_pools: list[Any] = []
+    samples: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            samples.append(len(named(redis_db.server, name)))
+            time.sleep(0.005)
+
+    def work(index: int) -> None:
+        for step in range(3):
+            key = f"k:{index}:{step}"
+            cache.set(key, {"i": index, "step": step})
+            assert cache.get(key) == {"i": index, "step": step}
+        client = cache.client.get_client()
+        seen_pools.append(client.connection_pool)
+        # Holds a pooled connection of the same pool for 50 ms.
+        assert client.blpop("nothing", 0.05) is None
+
+    with override_settings(CACHES=config):
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            errors = run_threads(THREADS, work)
+        finally:
+            done.set()
+            sampler.join(timeout=SLOW)
+        assert not sampler.is_alive()
+        assert errors == []
+
+        # All 64 Django cache objects (one per thread) used one pool: the factory's.
+        assert len(seen_pools) == THREADS
+        pool = seen_pools[0]
+        assert all(seen is pool for seen in seen_pools)
+        assert isinstance(pool, SizedConnectionPool)
+        assert ConnectionFactory._pools[redis_db.url] is pool
+        assert pools_for(redis_db.server.port, redis_db.db, host) == [pool]
+
+        stats = pool.stats()
+        assert stats.max_connections == 8
+        assert stats.peak_in_use == 8
+        assert stats.created == 8  # the peak opened every slot, and no more
+        assert stats.waits > 0
+        assert stats.wait_seconds > 0
+        assert stats.timeouts == 0
+        assert stats.in_use == 0
+        assert stats.idle == stats.created
+
+        assert samples, "the sampler never read CLIENT LIST"
+        assert max(samples) <= 8
+        assert len(named(redis_db.server, name)) == stats.created
+
+
+# ----------------------------------------------------- 2. wait timeout < hold time
+
+
+def assert_pool_timeout_message(exc: BaseException) -> None:
+    text = str(exc)
+    assert "'default'" in text
+    assert "all 2 connections" in text
+    assert "0.05 s" in text
+    assert "CONNHEALTH_POOL_HEADROOM" in text
+    assert "max_connections" in text
+    assert PASSWORD not in text
+
+
+def test_pool_timeout_raises_clear_error_through_django_cache(start_redis: StartRedis) -> None:
+    server = start_redis(password=PASSWORD)
+    url = server.url_for(1)
+    assert PASSWORD in url
+    config = redis_caches(
+        url,
+        environ={"CONNHEALTH_HOST": unique_host()},
+        CONNECTION_POOL_KWARGS={"max_connections": 2, "timeout": 0.05},
+    )
+    with override_settings(CACHES=config):
+        cache.set("k", "v")
+        pool = pool_of(cache)
+        assert (pool.max_connections, pool.timeout) == (2, 0.05)
+
+        # Deterministic: both connections held, so the next calls must time out.
+        held = [acquire(pool), acquire(pool)]
+        try:
+            with pytest.raises(PoolTimeoutError) as info:
+                cache.get("k")
+            with pytest.raises(ConnectionInterrupted) as wrapped:
+                cache.client.get("k")  # django-redis's client, below RedisCache
+        finally:
+            for connection in held:
+                release(pool, connection)
+
+        error = raised_through_cache(info.value)
+        assert isinstance(error, redis.ConnectionError)
+        assert error.__cause__ is None
+        assert_pool_timeout_message(error)
+        assert PASSWORD not in "".join(traceback.format_exception(error))
+        cause = wrapped.value.__cause__
+        assert isinstance(cause, PoolTimeoutError)
+        assert_pool_timeout_message(cause)
+        assert str(wrapped.value) == f"Redis PoolTimeoutError: {cause}"
+        assert PASSWORD not in "".join(traceback.format_exception(wrapped.value))
+        stats = pool.stats()
+        assert (stats.timeouts, stats.waits, stats.peak_in_use) == (2, 2, 2)
+        assert (stats.in_use, stats.idle, stats.created) == (0, 2, 2)
+        assert stats.wait_seconds >= 0.04
+
+        # Threads holding connections for 0.5 s: the others give up after 0.05 s.
+        lock = threading.Lock()
+        done: list[str] = []
+
+        def hold(_index: int) -> None:
+            client = cache.client.get_client()
+            try:
+                assert client.blpop("nothing", 0.5) is None
+            except PoolTimeoutError as exc:
+                assert_pool_timeout_message(exc)
+                with lock:
+                    done.append("timeout")
+            else:
+                with lock:
+                    done.append("held")
+
+        assert run_threads(6, hold) == []
+        assert len(done) == 6
+        assert done.count("held") >= 2
+        assert done.count("timeout") >= 1
+        stats = pool.stats()
+        assert stats.timeouts == 2 + done.count("timeout")
+        assert stats.in_use == 0
+        assert stats.created == 2
+        assert cache.get("k") == "v"
+
+
+# ------------------------------------------------------------ 3. connection names
+
+
+def test_every_connection_is_named_for_host_pid_and_alias(fresh_redis: RedisServer) -> None:
+    config = redis_caches(fresh_redis.url_for(3), environ={"CONNHEALTH_HOST": "web-1"})
+    with override_settings(CACHES=config):
+        cache.set("k", "v")
+        pool = pool_of(cache)
+        held = [acquire(pool) for _ in range(3)]
+        for connection in held:
+            release(pool, connection)
+        assert pool.stats().created == 3
+
+        expected = client_name("web-1", os.getpid(), "default")
+        assert expected == f"connhealth:web-1:{os.getpid()}:default"
+        entries = fresh_redis.client_list()  # a fresh server: all but the helper are ours
+        assert sorted((entry["name"], entry["db"]) for entry in entries) == [(expected, "3")] * 3
+        assert cache.client.get_client().client_getname() in (expected, expected.encode())
+
+
+def test_user_client_name_wins(fresh_redis: RedisServer) -> None:
+    config = redis_caches(
+        fresh_redis.url_for(2),
+        environ={"CONNHEALTH_HOST": "web-1"},
+        CONNECTION_POOL_KWARGS={"client_name": "mine"},
+    )
+    with override_settings(CACHES=config):
+        cache.set("k", "v")
+        pool = pool_of(cache)
+        held = [acquire(pool), acquire(pool)]
+        for connection in held:
+            release(pool, connection)
+        assert [entry["name"] for entry in fresh_redis.client_list()] == ["mine", "mine"]
+
+
+# -------------------------------------------------------------------- 4. fork
+
+
+def _read_line(fd: int, timeout: float) -> bytes:
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no report from the child: {data!r}"
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            chunk = os.read(fd, 65536)
+            assert chunk, f"child closed the pipe early: {data!r}"
+            data += chunk
+    return data
+
+
+def _reap(pid: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return -signal.SIGKILL
+        time.sleep(0.01)
+
+
+def _child(pool: SizedConnectionPool, report_fd: int, go_fd: int) -> None:
+    """Runs in the forked child; never returns."""
+    code = 1
+    try:
+        try:
+            before = pool.stats().as_dict()
+            value = cache.get("k")
+            conn_name = cache.client.get_client().client_getname()
+            if isinstance(conn_name, bytes):
+                conn_name = conn_name.decode()
+            report = {
+                "pid": os.getpid(),
+                "value": value,
+                "name": conn_name,
+                "same_pool": pool_of(cache) is pool,
+                "before": before,
+                "after": pool.stats().as_dict(),
+            }
+        except BaseException:
+            report = {"error": traceback.format_exc()}
+        os.write(report_fd, json.dumps(report).encode() + b"\n")
+        os.read(go_fd, 1)  # keep the connection open until the parent has looked
+        code = 0 if "error" not in report else 2
+    finally:
+        os._exit(code)
+
+
+def test_forked_child_opens_its_own_named_connection(
+    redis_db: RedisDB, request: pytest.FixtureRequest
+) -> None:
+    if threading.active_count() > 1:
+        # Forking with other threads alive is unsafe (and deprecated from 3.12), and
+        # earlier tests leave library thread pools behind (asgiref's, for one): run
+        # this test again in a fresh interpreter, where the only thread is ours.
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", request.node.nodeid],
+            cwd=request.config.rootpath,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "1 passed" in result.stdout
+        return
+    host = unique_host()
+    config = redis_caches(redis_db.url, environ={"CONNHEALTH_HOST": host})
+    with override_settings(CACHES=config):
+        cache.set("k", "v")
+        pool = pool_of(cache)
+        parent_before = pool.stats()
+        assert (parent_before.max_connections, parent_before.created) == (3, 1)
+        assert len(named(redis_db.server, our_name(host))) == 1
+
+        # Forking with other threads alive is unsafe (and deprecated from 3.12):
+        # a sized pool starts none of its own.
+        assert threading.active_count() == 1, threading.enumerate()
+        report_r, report_w = os.pipe()
+        go_r, go_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through the pipe
+            os.close(report_r)
+            os.close(go_w)
+            _child(pool, report_w, go_r)
+        os.close(report_w)
+        os.close(go_r)
+        try:
+            report = json.loads(_read_line(report_r, SLOW))
+            assert "error" not in report, report.get("error")
+            child_entries = named(redis_db.server, our_name(host, pid))
+            parent_entries = named(redis_db.server, our_name(host))
+        finally:
+            os.close(go_w)
+            os.close(report_r)
+            exit_code = _reap(pid, SLOW)
+        assert exit_code == 0
+
+        assert report["pid"] == pid != PID
+        assert report["value"] == "v"
+        assert report["name"] == our_name(host, pid)
+        assert report["same_pool"] is True
+        # The child's pool starts afresh: nothing created, nothing in use.
+        assert report["before"] == {
+            "max_connections": 3,
+            "created": 0,
+            "in_use": 0,
+            "idle": 0,
+            "peak_in_use": 0,
+            "waits": 0,
+            "wait_seconds": 0.0,
+            "timeouts": 0,
+        }
+        assert report["after"]["created"] == 1
+        assert report["after"]["in_use"] == 0
+        assert report["after"]["idle"] == 1
+        assert report["after"]["peak_in_use"] == 1
+        # A new server connection named with the child's pid; the parent's is untouched.
+        assert len(child_entries) == 1
+        assert len(parent_entries) == 1
+        assert child_entries[0]["id"] != parent_entries[0]["id"]
+
+        assert pool.stats() == parent_before
+        assert cache.get("k") == "v"
+        assert pool.stats().created == 1
+        assert len(named(redis_db.server, our_name(host))) == 1
+
+
+# --------------------------------------------------------------- 5. stats figures
+
+
+def test_stats_reset_peak_and_consistency(redis_db: RedisDB) -> None:
+    config = redis_caches(
+        redis_db.url, environ={"CONNHEALTH_THREADS": "6", "CONNHEALTH_HOST": unique_host()}
+    )
+    with override_settings(CACHES=config):
+        cache.set("k", "v")
+        pool = pool_of(cache)
+
+        def check(stats: PoolStats) -> None:
+            free_slots = len(pool.pool.queue)
+            assert stats.in_use + free_slots == stats.max_connections == 8
+            assert stats.in_use + stats.idle == stats.created <= stats.max_connections
+
+        held = [acquire(pool) for _ in range(3)]
+        release(pool, held.pop())
+        release(pool, held.pop())
+        stats = pool.stats()
+        check(stats)
+        assert (stats.in_use, stats.idle, stats.created, stats.peak_in_use) == (1, 2, 3, 3)
+        assert (stats.waits, stats.wait_seconds, stats.timeouts) == (0, 0.0, 0)
+
+        old = pool.stats(reset_peak=True)
+        assert old == stats
+        assert old.peak_in_use == 3
+        assert pool.stats().peak_in_use == 1  # the use at the reset
+
+        held.append(acquire(pool))
+        assert pool.stats().peak_in_use == 2
+        for connection in held:
+            release(pool, connection)
+        final = pool.stats()
+        check(final)
+        assert (final.in_use, final.idle, final.created, final.peak_in_use) == (0, 3, 3, 2)
+        assert pool.stats(reset_peak=True).peak_in_use == 2
+        assert pool.stats().peak_in_use == 0
+        assert final.as_dict() == {
+            "max_connections": 8,
+            "created": 3,
+            "in_use": 0,
+            "idle": 3,
+            "peak_in_use": 2,
+            "waits": 0,
+            "wait_seconds": 0.0,
+            "timeouts": 0,
+        }
+
+
+# -------------------------------------------------------- 6. retries and timeouts
+
+
+@pytest.fixture
+def host() -> str:
+    return unique_host()
+
+
+@pytest.fixture
+def fresh_cache(fresh_redis: RedisServer, host: str) -> Iterator[RedisServer]:
+    """Django's cache on ``fresh_redis`` db 0, 0.3 s socket timeout, one connection open."""
+    config = redis_caches(fresh_redis.url, environ={"CONNHEALTH_HOST": host}, SOCKET_TIMEOUT=0.3)
+    with override_settings(CACHES=config):
+        cache.set("k", "v")
+        try:
+            yield fresh_redis
+        finally:
+            if fresh_redis.paused:
+                fresh_redis.resume()
+
+
+def test_connection_killed_server_side_is_replaced(redis_db: RedisDB, host: str) -> None:
+    config = redis_caches(redis_db.url, environ={"CONNHEALTH_HOST": host})
+    with override_settings(CACHES=config):
+        cache.set("k", "v")
+        pool = pool_of(cache)
+        (entry,) = named(redis_db.server, our_name(host))
+        with redis_db.server.client() as admin:
+            assert admin.client_kill_filter(_id=entry["id"]) == 1
+        wait_for(lambda: not named(redis_db.server, our_name(host)))
+
+        assert cache.get("k") == "v"
+        (again,) = named(redis_db.server, our_name(host))
+        assert again["id"] != entry["id"]
+        stats = pool.stats()
+        assert (stats.created, stats.in_use, stats.idle) == (1, 0, 1)
+
+
+def test_command_is_retried_when_its_connection_drops(redis_db: RedisDB, host: str) -> None:
+    """A connection killed while a command waits on it: the command is sent again."""
+    config = redis_caches(redis_db.url, environ={"CONNHEALTH_HOST": host}, SOCKET_TIMEOUT=10)
+    with override_settings(CACHES=config):
+        client = cache.client.get_client()
+        outcome: list[Any] = []
+
+        def blocked_pop() -> None:
+            try:
+                outcome.append(client.blpop("queue", 8))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        def is_blocked() -> bool:
+            return any("b" in entry["flags"] for entry in named(redis_db.server, our_name(host)))
+
+        thread = threading.Thread(target=blocked_pop, daemon=True)
+        thread.start()
+        try:
+            wait_for(lambda: is_blocked() or not thread.is_alive())
+            assert outcome == []
+            (entry,) = named(redis_db.server, our_name(host))
+            with redis_db.server.client(redis_db.db) as admin:
+                assert admin.client_kill_filter(_id=entry["id"]) == 1
+                # Only a re-sent BLPOP, on a new connection, can receive this.
+                admin.lpush("queue", "x")
+        finally:
+            thread.join(timeout=SLOW)
+        assert not thread.is_alive()
+        assert outcome == [(b"queue", b"x")]
+        (again,) = named(redis_db.server, our_name(host))
+        assert again["id"] != entry["id"]
+        assert pool_of(cache).stats().created == 1
+
+
+def test_restarted_server_is_reconnected(fresh_cache: RedisServer, host: str) -> None:
+    pool = pool_of(cache)
+    fresh_cache.restart()
+    assert cache.get("k") is None  # a new server, empty, but it answers
+    cache.set("k", "again")
+    assert cache.get("k") == "again"
+    assert [entry["name"] for entry in fresh_cache.client_list()] == [our_name(host)]
+    stats = pool.stats()
+    assert (stats.created, stats.in_use, stats.timeouts) == (1, 0, 0)
+
+
+def test_killed_server_fails_fast(fresh_cache: RedisServer) -> None:
+    pool = pool_of(cache)
+    fresh_cache.kill()
+    started = time.monotonic()
+    with pytest.raises(redis.ConnectionError) as info:
+        cache.get("k")
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.0
+    raised_through_cache(info.value)
+    assert not isinstance(info.value, PoolTimeoutError)
+    stats = pool.stats()
+    assert (stats.in_use, stats.timeouts, stats.waits) == (0, 0, 0)
+
+
+def test_paused_server_fails_within_socket_timeout_without_retry(
+    fresh_cache: RedisServer,
+) -> None:
+    pool = pool_of(cache)
+    fresh_cache.pause()
+    # On the open connection: the GET is sent, no answer comes.
+    started = time.monotonic()
+    with pytest.raises(redis.TimeoutError) as info:
+        cache.get("k")
+    elapsed = time.monotonic() - started
+    raised_through_cache(info.value)
+    assert 0.25 <= elapsed < 2 * 0.3
+
+    # On a new connection: the kernel accepts it, the handshake gets no answer.
+    pool.disconnect()
+    started = time.monotonic()
+    with pytest.raises(redis.TimeoutError) as info:
+        cache.get("k")
+    elapsed = time.monotonic() - started
+    raised_through_cache(info.value)
+    assert 0.25 <= elapsed < 2 * 0.3
+    assert pool.stats().in_use == 0
+
+    fresh_cache.resume()
+    assert cache.get("k") == "v"
+
+
+# ------------------------------------------------------------ 7. live_pools()
+
+
+def test_live_pools_holds_pools_weakly(redis_db: RedisDB) -> None:
+    alias = f"weak-{uuid.uuid4().hex[:8]}"
+    pool = SizedConnectionPool(
+        host=redis_db.server.host,
+        port=redis_db.server.port,
+        db=redis_db.db,
+        max_connections=3,
+        connhealth_alias=alias,
+        connhealth_host="web-1",
+    )
+    client = redis.Redis(connection_pool=pool)
+    assert client.ping() is True
+    assert [entry["name"] for entry in named(redis_db.server, our_name("web-1", alias=alias))]
+    assert pool in live_pools()
+    assert [p for p in live_pools() if p.alias == alias] == [pool]
+
+    client.close()
+    pool.disconnect()
+    ref = weakref.ref(pool)
+    del client, pool
+    gc.collect()
+    assert ref() is None
+    assert [p for p in live_pools() if p.alias == alias] == []
+
+
+# ------------------------------------------------ 9. not every error is a timeout
+
+
+def test_refused_connection_is_not_a_pool_timeout() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    config = redis_caches(url, environ={"CONNHEALTH_HOST": unique_host()})
+    with override_settings(CACHES=config):
+        started = time.monotonic()
+        with pytest.raises(redis.ConnectionError) as info:
+            cache.get("k")
+        assert time.monotonic() - started < 2.0
+        raised_through_cache(info.value)
+        assert not isinstance(info.value, PoolTimeoutError)
+        assert "Connection refused" in str(info.value)
+        with pytest.raises(ConnectionInterrupted) as wrapped:
+            cache.client.get("k")
+        assert isinstance(wrapped.value.__cause__, redis.ConnectionError)
+        assert not isinstance(wrapped.value.__cause__, PoolTimeoutError)
+
+        pool = pool_of(caches["default"])
+        with pytest.raises(redis.ConnectionError) as raw:
+            redis.Redis(connection_pool=pool).ping()
+        assert not isinstance(raw.value, PoolTimeoutError)
+        stats = pool.stats()
+        assert (stats.in_use, stats.timeouts, stats.waits, stats.created) == (0, 0, 0, 1)
+        assert len(pool.pool.queue) == stats.max_connections  # every slot came back
