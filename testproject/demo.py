@@ -122,7 +122,7 @@ class Children:
 
     They stay in the demo's process group: Ctrl-C at a terminal reaches each of
     them, so they stop even when the demo is killed before it has stopped them
-    (tox, behind ``make demo``, sends SIGKILL half a second after Ctrl-C).
+    (a supervisor may answer Ctrl-C with SIGKILL).
     """
 
     def __init__(self, stopper: Stopper) -> None:
