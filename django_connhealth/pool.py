@@ -257,6 +257,30 @@ class SizedConnectionPool(BlockingConnectionPool):
             target.client_name = self.client_name()
         return connection
 
+    def checkout(self, deadline: float) -> Any:
+        """A free connection, not necessarily connected, waiting until ``deadline`` at most.
+
+        The health probe's checkout (``deadline`` is a ``time.monotonic()``
+        moment): ``get_connection`` without redis-py's per-call extras (a poll
+        for unread data, metrics hooks). The probe tells a dead or dirty
+        connection by its reply, and replaces it. Give it back with
+        :meth:`checkin`.
+        """
+        self._checkpid()
+        with wait_until(deadline):
+            slot = self.pool.get(block=True, timeout=self.timeout)
+        if slot is not None:
+            return slot
+        try:
+            return self.make_connection()
+        except BaseException:
+            self.pool.put(None)  # the room to open one stays free
+            raise
+
+    def checkin(self, connection: Any) -> None:
+        """Give back a connection that :meth:`checkout` handed out."""
+        self.pool.put(connection)
+
     def has_idle_connection(self) -> bool:
         """Whether an open connection is free right now (a hint: others may take it)."""
         return any(_connected(slot) for slot in list(self.pool.queue))

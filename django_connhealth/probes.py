@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import inspect
 import os
+import socket
 import threading
 import time
 import weakref
@@ -25,6 +26,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django_redis.pool import get_connection_factory
 from redis import ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -171,23 +173,99 @@ class Deadline:
         self.at = at
 
 
+PING = b"*1\r\n$4\r\nPING\r\n"
+PONG = b"+PONG\r\n"
+
+
+class UnexpectedReply(RedisConnectionError):
+    """The server answered a PING with something else: an error, or stale data."""
+
+
 def bounded_ping(pool: ConnectionPool, deadline: Deadline) -> None:
     """PING through ``pool``, giving up at ``deadline`` whatever the socket timeout.
 
     ``deadline.at`` is read when each wait starts, so a probe that joins a
-    running check extends it. A sized pool's checkout gives
-    up just before it (PoolTimeoutError); the reply is awaited only until it.
+    running check extends it. A sized pool's checkout gives up just before it
+    (PoolTimeoutError); the reply is awaited only until it.
+
+    Through a sized pool the PING goes straight to the socket: a readiness
+    probe runs every few seconds on every pod, and redis-py's checkout and
+    parser would double its cost. A connection reused from the pool that
+    turns out broken or dirty (the server restarted, or closed it while idle)
+    gets one retry on a new connection, as redis-py's own checkout does; a
+    timeout does not.
     """
+    if not isinstance(pool, SizedConnectionPool):
+        _ping_through_redis_py(pool, deadline)
+        return
+    connection = pool.checkout(deadline.at - CHECKOUT_MARGIN)
+    try:
+        reused = getattr(connection, "_sock", None) is not None
+        try:
+            _ping(connection, deadline)
+        except RedisTimeoutError:
+            raise
+        except (RedisConnectionError, OSError):
+            if not reused:
+                raise
+            connection.disconnect()
+            _ping(connection, deadline)
+    except BaseException:
+        connection.disconnect()  # a late reply must never meet the next command
+        raise
+    finally:
+        pool.checkin(connection)
+
+
+def _ping(connection: Any, deadline: Deadline) -> None:
+    """One PING on ``connection`` (connecting it if need be), answered by ``deadline``."""
+    connection.connect()  # nothing to do when connected; bounded by the connect timeout
+    sock = getattr(connection, "_sock", None)
+    if not isinstance(sock, socket.socket):  # a redis-py 8 cache proxy: its own I/O
+        _send_and_read(connection, deadline)
+        return
+    reply = b""
+    try:
+        sock.settimeout(_remaining(deadline))
+        sock.sendall(PING)
+        while not reply.endswith(b"\r\n"):
+            sock.settimeout(_remaining(deadline))
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise RedisConnectionError("Connection closed by server.")
+            reply += chunk
+    except TimeoutError:  # socket.timeout
+        raise RedisTimeoutError("no answer in time") from None
+    finally:
+        sock.settimeout(connection.socket_timeout)
+    if reply != PONG:
+        text = reply[1:].strip() if reply.startswith(b"-") else reply[:80]
+        raise UnexpectedReply(f"PING answered with {text.decode(errors='replace')!r}")
+
+
+def _remaining(deadline: Deadline) -> float:
+    remaining = deadline.at - time.monotonic()
+    if remaining <= 0:
+        raise RedisTimeoutError("no answer in time")
+    return remaining
+
+
+def _send_and_read(connection: Any, deadline: Deadline) -> None:
+    connection.send_command("PING", check_health=False)
+    remaining = deadline.at - time.monotonic()
+    if remaining <= 0 or not connection.can_read(timeout=remaining):
+        raise RedisTimeoutError("no answer in time")
+    connection.read_response()
+
+
+def _ping_through_redis_py(pool: ConnectionPool, deadline: Deadline) -> None:
+    """:func:`bounded_ping` for a pool class of the user's: redis-py's checkout."""
     with wait_until(deadline.at - CHECKOUT_MARGIN):
         connection = pool.get_connection(*_CHECKOUT_ARGS)
     try:
-        connection.send_command("PING", check_health=False)
-        remaining = deadline.at - time.monotonic()
-        if remaining <= 0 or not connection.can_read(timeout=remaining):
-            raise RedisTimeoutError("no answer in time")
-        connection.read_response()
+        _send_and_read(connection, deadline)
     except BaseException:
-        connection.disconnect()  # a late reply must never meet the next command
+        connection.disconnect()
         raise
     finally:
         pool.release(connection)
@@ -210,16 +288,25 @@ class Checker:
         self._running: weakref.WeakKeyDictionary[ConnectionPool, tuple[Future[Result], Deadline]]
         self._running = weakref.WeakKeyDictionary()
 
+    def _this_process(self) -> None:
+        """Forget a parent's state in a forked child; the caller holds ``self._lock``.
+
+        A child inherits the objects but not the threads: a check the parent
+        had under way would never finish here.
+        """
+        if self._pid != os.getpid():
+            self._executor = None
+            self._pid = os.getpid()
+            self._timeouts_seen = weakref.WeakKeyDictionary()
+            self._running = weakref.WeakKeyDictionary()
+
     def executor(self) -> ThreadPoolExecutor:
         with self._lock:
-            if self._executor is None or self._pid != os.getpid():
-                # A forked child inherits the object but not its threads.
+            self._this_process()
+            if self._executor is None:
                 self._executor = ThreadPoolExecutor(
                     self.max_workers, thread_name_prefix="connhealth"
                 )
-                self._pid = os.getpid()
-                self._timeouts_seen = weakref.WeakKeyDictionary()
-                self._running = weakref.WeakKeyDictionary()
             return self._executor
 
     def shutdown(self) -> None:
@@ -235,44 +322,68 @@ class Checker:
         """Start a check of every pool; a pool whose check still runs is not checked twice.
 
         So a stuck server holds at most one thread and one connection per pool,
-        however many probes arrive, and aliases sharing a pool share its check.
+        however many probes arrive, and aliases sharing a pool share its check;
+        concurrent probes of a process share one PING.
         With ``inline``, a single pool with an idle connection is checked in the
         calling thread: the ping is bounded by the deadline all the same, and
         the common probe saves two thread switches.
         """
         deadline = time.monotonic() + timeout
         current = targets.get()
-        if inline and len(current) == 1 and self._idle(current[0].pool):
-            done: Future[Result] = Future()
-            done.set_result(self.ping(current[0], Deadline(deadline)))
-            return deadline, [(current[0], done)]
+        if inline and len(current) == 1:
+            started = self._start_inline(current[0], deadline)
+            if started is not None:
+                return deadline, [started]
         executor = self.executor()
         pending = []
         with self._lock:
             for target in current:
-                running = self._running.get(target.pool)
-                if running is None or running[0].done():
+                running = self._join(target.pool, deadline)
+                if running is None:
                     shared = Deadline(deadline)
-                    future = executor.submit(self.ping, target, shared)
-                    self._running[target.pool] = (future, shared)
-                else:
-                    # Join the check under way, and give it this probe's time too:
-                    # a server that answers again must not be reported by a
-                    # check whose own deadline has passed.
-                    future, shared = running
-                    shared.at = max(shared.at, deadline)
-                pending.append((target, future))
+                    running = executor.submit(self.ping, target, shared)
+                    self._running[target.pool] = (running, shared)
+                pending.append((target, running))
         return deadline, pending
 
-    def _idle(self, pool: ConnectionPool) -> bool:
+    def _join(self, pool: ConnectionPool, deadline: float) -> Future[Result] | None:
+        """The check of ``pool`` under way, given this probe's time too; the caller holds the lock.
+
+        A server that answers again must not be reported by a check whose own
+        deadline has passed.
+        """
+        running = self._running.get(pool)
+        if running is None or running[0].done():
+            return None
+        future, shared = running
+        shared.at = max(shared.at, deadline)
+        return future
+
+    def _start_inline(
+        self, target: Target, deadline: float
+    ) -> tuple[Target, Future[Result]] | None:
+        """Join the check of ``target`` under way, or run one in this thread; None: neither.
+
+        A check run here answers by this probe's deadline: a probe that joins
+        it cannot extend it (the Deadline it sees is not the one pinged with).
+        """
+        pool = target.pool
         with self._lock:
-            entry = self._running.get(pool)
-        running = None if entry is None else entry[0]
-        return (
-            isinstance(pool, SizedConnectionPool)
-            and (running is None or running.done())
-            and pool.has_idle_connection()
-        )
+            self._this_process()
+            joined = self._join(pool, deadline)
+            if joined is not None:
+                return target, joined
+            if not (isinstance(pool, SizedConnectionPool) and pool.has_idle_connection()):
+                return None
+            future: Future[Result] = Future()
+            self._running[pool] = (future, Deadline(deadline))
+        try:
+            result = self.ping(target, Deadline(deadline))
+        except BaseException as exc:  # never leave a check that others wait for unfinished
+            future.set_exception(exc)
+            raise
+        future.set_result(result)
+        return target, future
 
     def ping(self, target: Target, deadline: Deadline) -> Result:
         started = time.monotonic()
@@ -313,8 +424,11 @@ class Checker:
         results = []
         for target, future in pending:
             if future.done():
-                # a pool shared by aliases is checked once, and reported for each
-                results.append(dataclasses.replace(future.result(), alias=target.alias))
+                result = future.result()
+                if result.alias != target.alias:
+                    # a pool shared by aliases is checked once, and reported for each
+                    result = dataclasses.replace(result, alias=target.alias)
+                results.append(result)
             else:
                 results.append(self.result(target, FAIL, output=f"no answer within {timeout:g} s"))
         return results

@@ -37,7 +37,7 @@ def _not_allowed() -> HttpResponse:
 def can_see_detail(request: HttpRequest) -> bool:
     """True for the bearer of ``CONNHEALTH_TOKEN`` or an active staff user."""
     token = conf.CONNHEALTH_TOKEN
-    header = request.headers.get("Authorization", "")
+    header = request.META.get("HTTP_AUTHORIZATION", "")  # request.headers copies every header
     scheme, _, offered = header.partition(" ")
     offered_token = scheme.lower() == "bearer" and offered.strip()
     if token and offered_token and hmac.compare_digest(offered_token.encode(), token.encode()):

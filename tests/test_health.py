@@ -13,6 +13,7 @@ import json
 import re
 import threading
 import time
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -25,7 +26,7 @@ from django.test import AsyncClient, Client, override_settings
 from django_connhealth import views
 from django_connhealth.checks import check_settings
 from django_connhealth.pool import PoolTimeoutError, SizedConnectionPool
-from django_connhealth.probes import checker, readiness, targets
+from django_connhealth.probes import Deadline, checker, readiness, targets
 from tests.helpers import redis_caches
 
 if TYPE_CHECKING:
@@ -88,10 +89,19 @@ def _isolated_probes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @contextlib.contextmanager
 def health(
-    location: str, *, probe: bool = True, pool: dict[str, Any] | None = None, **extra: Any
+    location: str,
+    *,
+    probe: bool = True,
+    pool: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    **extra: Any,
 ) -> Iterator[None]:
-    """Settings with one sized django-redis alias at ``location`` and the health URLs."""
-    options: dict[str, Any] = {}
+    """Settings with one sized django-redis alias at ``location`` and the health URLs.
+
+    ``pool`` is its CONNECTION_POOL_KWARGS, ``options`` more of its OPTIONS,
+    ``extra`` more settings.
+    """
+    options = dict(options or {})
     if pool is not None:
         options["CONNECTION_POOL_KWARGS"] = pool
     extra.setdefault("CONNHEALTH_CHECK_TIMEOUT", CHECK_TIMEOUT)
@@ -338,6 +348,74 @@ def test_wait_timeout_in_the_app_warns_at_the_next_probe(fresh_redis: RedisServe
         assert body(client.get("/health/ready")) == {"status": "pass"}
 
 
+def test_pooled_connection_closed_by_the_server_is_replaced_not_reported(
+    fresh_redis: RedisServer,
+) -> None:
+    """A server that closed an idle connection (timeout, CLIENT KILL) is still ready."""
+    with health(fresh_redis.url, CONNHEALTH_TOKEN=TOKEN):
+        client = Client()
+        assert client.get("/health/ready").status_code == 200
+        with fresh_redis.client() as helper:
+            killed = helper.client_kill_filter(_type="normal", skipme=True)
+        assert killed >= 1
+        response = client.get("/health/ready", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert response.status_code == 200, response.content
+        assert body(response)["status"] == "pass"
+        assert connhealth_clients(fresh_redis) == 1
+        caches["default"].set("after", 1)
+        assert caches["default"].get("after") == 1
+
+
+def test_dirty_pooled_connection_is_replaced_not_reported(fresh_redis: RedisServer) -> None:
+    """A connection given back with a reply unread must neither fail the probe nor leak it."""
+    with health(fresh_redis.url):
+        client = Client()
+        pool = sized_pool()
+        connection = checkout(pool)
+        connection.send_command("ECHO", "left-over")  # its reply is never read
+        assert connection.can_read(timeout=1.0)
+        pool.release(connection)
+        pings_before = pings(fresh_redis)
+        response = client.get("/health/ready")
+        assert response.status_code == 200, response.content
+        assert body(response) == {"status": "pass"}
+        assert pings(fresh_redis) == pings_before + 2  # the dirty connection, then a new one
+        caches["default"].set("after", "value")
+        assert caches["default"].get("after") == "value"
+
+
+def test_error_reply_fails_ready_with_the_servers_words(fresh_redis: RedisServer) -> None:
+    with health(fresh_redis.url, CONNHEALTH_TOKEN=TOKEN):
+        client = Client()
+        assert client.get("/health/ready").status_code == 200
+        with fresh_redis.client() as helper:
+            helper.acl_setuser("default", enabled=True, nopass=True, commands=["-ping"])
+        response = client.get("/health/ready")
+        assert response.status_code == 503
+        assert body(response) == FAIL_DOC
+        detail = client.get("/health/ready", headers={"Authorization": f"Bearer {TOKEN}"})
+        [check] = body(detail)["checks"]["redis.default:responseTime"]
+        assert check["status"] == "fail"
+        assert "NOPERM" in check["output"], check
+
+
+def test_pool_class_of_the_users_is_pinged_through_redis_py(fresh_redis: RedisServer) -> None:
+    pool_class = "redis.connection.BlockingConnectionPool"
+    options = {"CONNECTION_POOL_CLASS": pool_class}
+    with health(fresh_redis.url, options=options, CONNHEALTH_TOKEN=TOKEN):
+        client = Client()
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        response = client.get("/health/ready", headers=auth)
+        assert response.status_code == 200, response.content
+        document = body(response)
+        assert document["status"] == "pass"
+        assert "redis.default:connections" not in document["checks"]  # no figures to show
+        fresh_redis.kill()
+        failed, elapsed = timed(client.get, "/health/ready")
+        assert failed.status_code == 503
+        assert elapsed < BOUND, elapsed
+
+
 # ------------------------------------------------------------------------ detail
 
 
@@ -532,6 +610,49 @@ def test_probes_reuse_pooled_connections(fresh_redis: RedisServer) -> None:
         for _ in range(100):
             assert client.get("/health/ready").status_code == 200
         assert connhealth_clients(fresh_redis) == before
+
+
+def test_concurrent_probes_share_one_ping(fresh_redis: RedisServer) -> None:
+    """Probes arriving while a PING is under way wait for its answer rather than send their own."""
+    probes = 8
+    with health(fresh_redis.url):
+        client = Client()
+        assert client.get("/health/ready").status_code == 200  # an idle pooled connection
+        before = pings(fresh_redis)
+        started = threading.Barrier(probes + 1)
+        statuses: list[int] = []
+
+        def probe() -> None:
+            started.wait()
+            statuses.append(Client().get("/health/ready").status_code)
+
+        threads = [threading.Thread(target=probe) for _ in range(probes)]
+        with fresh_redis.client() as helper:
+            helper.client_pause(400, all=True)  # ends by itself, well within the timeout
+            for thread in threads:
+                thread.start()
+            started.wait()
+            for thread in threads:
+                thread.join()
+        assert statuses == [200] * probes
+        assert pings(fresh_redis) == before + 1
+
+
+def test_check_under_way_in_another_process_is_not_joined(fresh_redis: RedisServer) -> None:
+    """A forked child inherits the parent's record of a check under way, never its thread."""
+    with health(fresh_redis.url):
+        client = Client()
+        assert client.get("/health/ready").status_code == 200
+        [target] = targets.get()
+        never_done: Future[Any] = Future()
+        with checker._lock:
+            checker._this_process()
+            checker._running[target.pool] = (never_done, Deadline(time.monotonic() + 60))
+            checker._pid = -1  # as a child sees the state its parent left
+        response, elapsed = timed(client.get, "/health/ready")
+        assert response.status_code == 200, response.content
+        assert elapsed < CHECK_TIMEOUT
+        assert checker._running[target.pool][0] is not never_done
 
 
 def test_cache_seconds_reuses_the_answer(fresh_redis: RedisServer) -> None:
