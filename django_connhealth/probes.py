@@ -467,10 +467,9 @@ class Readiness:
         if cached is not None:
             return cached
         deadline, pending = checker.start(timeout, inline=True)
-        if pending:
-            futures_wait(
-                [future for _, future in pending], timeout=max(0.0, deadline - time.monotonic())
-            )
+        waiting = [future for _, future in pending if not future.done()]
+        if waiting:  # none after a check in this thread: the common probe
+            futures_wait(waiting, timeout=max(0.0, deadline - time.monotonic()))
         return self._store(ttl, checker.collect(timeout, pending))
 
     async def aresults(self, timeout: float, ttl: float) -> list[Result]:

@@ -16,6 +16,7 @@ import inspect
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
     from types import TracebackType
 
     from typing_extensions import Self
@@ -37,8 +38,17 @@ READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 #: Seconds between two cache calls of a worker: often enough to publish on time.
 WORKER_TICK = 0.1
-#: Variables of the outside environment that would change what a child does.
-OUTSIDE = ("CONNHEALTH_", "GUNICORN_CMD_ARGS", "WEB_CONCURRENCY", "UWSGI_", "DJANGO_", "REDIS_URL")
+#: Variables of the outside environment that would change what a child does
+#: (pytest-django sets DJANGO_SETTINGS_MODULE to the suite's own settings).
+OUTSIDE = (
+    "CONNHEALTH_",
+    "GUNICORN_CMD_ARGS",
+    "WEB_CONCURRENCY",
+    "UWSGI_",
+    "DJANGO_",
+    "REDIS_URL",
+    "DEMO_",
+)
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -46,6 +56,44 @@ def child_env(**extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(OUTSIDE)}
     env.update(extra)
     return env
+
+
+def start_logged(
+    cmd: Sequence[str], env: dict[str, str], log_path: Path
+) -> subprocess.Popen[bytes]:
+    """``cmd`` from the repository root, its output in ``log_path``, in a group of its own.
+
+    The group lets :func:`stop_group` kill the workers a stuck master leaves.
+    """
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop_group(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM, wait, then SIGKILL what is left of its process group; always reaped.
+
+    For a process started in a group of its own. The leader is reaped last:
+    until then its group id cannot go to another process.
+    """
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        deadline = time.monotonic() + timeout
+        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT  # exited, but not reaped yet
+        while os.waitid(os.P_PID, proc.pid, flags) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # A stuck server, or workers a dying master left behind.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def publisher_threads() -> list[threading.Thread]:

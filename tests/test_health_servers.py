@@ -13,8 +13,6 @@ import http.client
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -27,8 +25,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.redis_server import free_port
+from tests.servers import child_env, start_logged, stop_group
 
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Iterator
 
     from tests.redis_server import RedisServer
@@ -38,15 +38,10 @@ pytestmark = pytest.mark.gunicorn
 ROOT = Path(__file__).resolve().parent.parent
 #: Seconds for a server to boot and answer (a loaded two-core machine is slow).
 READY_TIMEOUT = 30.0
-#: Seconds a server gets to stop after SIGTERM before its group is killed.
-STOP_TIMEOUT = 15.0
 #: Client-side socket timeout of every request.
 REQUEST_TIMEOUT = 5.0
 #: CONNHEALTH_CHECK_TIMEOUT's default, plus the margin a probe may take on top.
 BOUND = 1.0 + 0.5
-#: Variables of the outside environment that would change what the project does
-#: (pytest-django sets DJANGO_SETTINGS_MODULE to the suite's own settings).
-OUTSIDE = ("CONNHEALTH_", "GUNICORN_CMD_ARGS", "WEB_CONCURRENCY", "UWSGI_", "DJANGO_", "REDIS_URL")
 BOOTED = re.compile(r"Booting worker with pid: (\d+)")
 
 
@@ -103,24 +98,6 @@ class Server:
         return {answer.json()["pid"] for answer in answers}
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, wait, then SIGKILL what is left of its process group; always reaped.
-
-    The leader is reaped last: until then its group id cannot go to another process.
-    """
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        deadline = time.monotonic() + STOP_TIMEOUT
-        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT  # exited, but not reaped yet
-        while os.waitid(os.P_PID, proc.pid, flags) is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        # A stuck server, or workers a dying master left behind.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
 def command(name: str, port: int) -> tuple[list[str], int]:
     """The server's command line and how many workers it boots."""
     if name == "gunicorn-gthread":
@@ -147,21 +124,11 @@ def command(name: str, port: int) -> tuple[list[str], int]:
 @contextlib.contextmanager
 def serve(name: str, redis_url: str, tmp_path: Path) -> Iterator[Server]:
     """testproject under ``name`` with REDIS_URL, once it answers /health/live."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(OUTSIDE)}
-    env.update(REDIS_URL=redis_url, TESTPROJECT_VAR_DIR=str(tmp_path))
+    env = child_env(REDIS_URL=redis_url, TESTPROJECT_VAR_DIR=str(tmp_path))
     port = free_port()
     cmd, workers = command(name, port)
     log_path = tmp_path / f"{name}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group, to kill workers a stuck master leaves
-        )
+    proc = start_logged(cmd, env, log_path)
     server = Server(name, f"http://127.0.0.1:{port}", proc, log_path)
     try:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -171,7 +138,7 @@ def serve(name: str, redis_url: str, tmp_path: Path) -> Iterator[Server]:
             time.sleep(0.1)
         yield server
     finally:
-        stop(proc)
+        stop_group(proc)
 
 
 def assert_ready(server: Server, status: int, document: dict[str, Any]) -> Answer:

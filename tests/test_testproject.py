@@ -25,6 +25,7 @@ import pytest
 from django_connhealth.naming import client_host
 from testproject.demo import fan_out, get, gunicorn_no_control_socket
 from tests.redis_server import free_port
+from tests.servers import child_env, start_logged, stop_group
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -37,24 +38,7 @@ READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
 #: Seconds the demo may take from start to exit with --duration 3.
 DEMO_TIMEOUT = 60.0
-#: Variables of the outside environment that would change what the project does
-#: (pytest-django sets DJANGO_SETTINGS_MODULE to the suite's own settings).
-OUTSIDE = (
-    "CONNHEALTH_",
-    "GUNICORN_CMD_ARGS",
-    "WEB_CONCURRENCY",
-    "UWSGI_",
-    "DJANGO_",
-    "REDIS_URL",
-    "DEMO_",
-)
 BOOTED = re.compile(r"Booting worker with pid: (\d+)")
-
-
-def project_env(**extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(OUTSIDE)}
-    env.update(extra)
-    return env
 
 
 def running(pid: int) -> bool:
@@ -80,21 +64,6 @@ def wait_until_stopped(pids: Sequence[int]) -> list[int]:
     return left
 
 
-def stop(proc: subprocess.Popen[Any]) -> None:
-    """SIGTERM, wait, then SIGKILL its process group; always reaped.
-
-    For a process started with ``start_new_session=True``: the group is its own.
-    """
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
 # -------------------------------------------------------------------- manage / check
 
 
@@ -108,7 +77,7 @@ def stop(proc: subprocess.Popen[Any]) -> None:
     ids=["django-check", "manage-module", "manage-script"],
 )
 def test_check_finds_no_issues(command: list[str], redis_db: RedisDB, tmp_path: Path) -> None:
-    env = project_env(REDIS_URL=redis_db.url, TESTPROJECT_VAR_DIR=str(tmp_path))
+    env = child_env(REDIS_URL=redis_db.url, TESTPROJECT_VAR_DIR=str(tmp_path))
     result = subprocess.run(
         [sys.executable, *command],
         cwd=ROOT,
@@ -129,7 +98,7 @@ def test_settings_without_redis_url_say_what_to_set(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-c", load],
         cwd=ROOT,
-        env=project_env(
+        env=child_env(
             DJANGO_SETTINGS_MODULE="testproject.settings", TESTPROJECT_VAR_DIR=str(tmp_path)
         ),
         capture_output=True,
@@ -152,16 +121,7 @@ def gunicorn(
     port = free_port()
     cmd = [sys.executable, "-m", "gunicorn", *args, *gunicorn_no_control_socket()]
     cmd += ["-b", f"127.0.0.1:{port}", "testproject.wsgi"]
-    with log_path.open("wb") as log:
-        master = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its group, to kill workers a stuck master leaves
-        )
+    master = start_logged(cmd, env, log_path)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -175,7 +135,7 @@ def gunicorn(
             time.sleep(0.1)
         yield base, master, booted
     finally:
-        stop(master)
+        stop_group(master, STOP_TIMEOUT)
 
 
 def pools_of_every_worker(base: str, workers: Sequence[int]) -> dict[int, dict[str, Any]]:
@@ -200,7 +160,7 @@ def pools_of_every_worker(base: str, workers: Sequence[int]) -> dict[int, dict[s
 
 @pytest.mark.gunicorn
 def test_gunicorn_command_line_sizes_each_worker_pool(redis_db: RedisDB, tmp_path: Path) -> None:
-    env = project_env(REDIS_URL=redis_db.url, TESTPROJECT_VAR_DIR=str(tmp_path))
+    env = child_env(REDIS_URL=redis_db.url, TESTPROJECT_VAR_DIR=str(tmp_path))
     args = ["--preload", "-w", "2", "--threads", "4", "-k", "gthread"]
     with gunicorn(args, env, tmp_path / "gunicorn.log", workers=2) as (base, master, workers):
         statuses = [status for status, _ in fan_out([f"{base}/work"] * 200, 16)]
@@ -276,7 +236,7 @@ def assert_demo_output(out: str) -> None:
 
 @pytest.mark.gunicorn
 def test_demo_runs_for_its_duration_and_leaves_no_process() -> None:
-    env = project_env()  # no REDIS_URL: the demo starts its own redis-server
+    env = child_env()  # no REDIS_URL: the demo starts its own redis-server
     with subprocess.Popen(
         [*DEMO, "--duration", "3"],
         cwd=ROOT,
@@ -285,12 +245,12 @@ def test_demo_runs_for_its_duration_and_leaves_no_process() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,  # a group of its own, for stop() to kill if need be
+        start_new_session=True,  # a group of its own, for stop_group() to kill if need be
     ) as demo:
         try:
             out, err = demo.communicate(timeout=DEMO_TIMEOUT)
         except subprocess.TimeoutExpired:
-            stop(demo)  # the demo stops its servers on SIGTERM
+            stop_group(demo, STOP_TIMEOUT)  # the demo stops its servers on SIGTERM
             out, err = demo.communicate()
             pytest.fail(f"the demo ran past {DEMO_TIMEOUT:g} s:\n{out}\n{err}")
 
@@ -319,7 +279,7 @@ def test_demo_stops_on_signal_and_leaves_no_process(how: str, tmp_path: Path) ->
         subprocess.Popen(
             DEMO,
             cwd=ROOT,
-            env=project_env(),
+            env=child_env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=err_file,
@@ -357,7 +317,7 @@ def test_demo_stops_on_signal_and_leaves_no_process(how: str, tmp_path: Path) ->
             reader.join(timeout=STOP_TIMEOUT)
             left = wait_until_stopped(pids)
         finally:
-            stop(demo)
+            stop_group(demo, STOP_TIMEOUT)
             if reader.is_alive() or any(running(pid) for pid in pids):
                 for pid in pids:  # do not leave them to the next test
                     with contextlib.suppress(ProcessLookupError):
@@ -386,7 +346,7 @@ def test_demo_without_redis_server_names_the_package(tmp_path: Path) -> None:
     result = subprocess.run(
         DEMO,
         cwd=ROOT,
-        env=project_env(PATH=str(tmp_path)),  # nothing on PATH
+        env=child_env(PATH=str(tmp_path)),  # nothing on PATH
         capture_output=True,
         text=True,
         timeout=60,
