@@ -35,6 +35,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (
+    BALANCE_CHECK_AFTER,
+    BALANCE_TRIES,
     BENCH,
     CHILDREN,
     ROOT,
@@ -154,7 +156,11 @@ def bench_probes() -> Section:
         f"alias; `Redis` with a `client_factory` on the same URL), `?format=json`. django-watchman "
         f"{version('django-watchman')}: `WATCHMAN_CHECKS` = caches only. Errors = non-2xx/3xx "
         f"responses + socket errors, summed over all rounds. `x /ok` and `ready / this` are "
-        f"medians of per-round ratios of requests/s.",
+        f"medians of per-round ratios of requests/s. Both workers accept from one socket "
+        f"and a keep-alive connection stays with the worker that accepted it, so now and then "
+        f"one worker takes nearly all of a run's connections and the run measures half the "
+        f"server, whatever the endpoint: a run in which a worker holds less than half its "
+        f"share {BALANCE_CHECK_AFTER:g} s in is restarted (up to {BALANCE_TRIES} tries).",
     ]
     redis = CHILDREN.redis(WORK / "redis-probes")
     server = Gunicorn(
@@ -168,14 +174,21 @@ def bench_probes() -> Section:
                 section.notes.append(f"- `{path}` answered {status} before the run: {body[:200]!r}")
             run_load(server.base + path, 8, 1)  # warm-up
         configs = [(name, conns) for conns in (8, 32) for name in ENDPOINTS]
+        restarts = 0
         for number, (round_no, (name, conns)) in enumerate(steps(PROBE_ROUNDS, configs), 1):
-            result = run_load(server.base + ENDPOINTS[name], conns, PROBE_SECONDS)
+            result = run_load(
+                server.base + ENDPOINTS[name], conns, PROBE_SECONDS, balanced=server.balanced
+            )
+            restarts += int(result["restarts"])
             rounds.add((name, conns), result)
             say(
                 f"  [1] round {round_no + 1} ({number}/{len(configs) * PROBE_ROUNDS}) {name:<20} "
                 f"c={conns:<3} {result['rps']:>8.0f} req/s  p99 {result['p99_ms']:.2f} ms  "
                 f"errors {result['errors']}"
             )
+        section.notes.append(
+            f"- Runs restarted because one worker held too many of their connections: {restarts}."
+        )
         rows = []
         for conns in (8, 32):
             for name, path in ENDPOINTS.items():
