@@ -54,7 +54,7 @@ clean:
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # The benchmarks of bench/ (peers vs the limit), written to bench/RESULTS.md; about
-# 6-7 minutes. Builds bench/.venv (the project, gunicorn, the peers, profilers) and
+# 8-9 minutes. Builds bench/.venv (the project, gunicorn, the peers, profilers) and
 # apt-gets wrk and hyperfine when missing. See bench/run.py for BENCH_* knobs.
 bench:
 	python3 bench/bootstrap.py

@@ -9,7 +9,7 @@ round). Where a target is missed, the runner profiles the code path concerned
 frames into RESULTS.md.
 
 Environment (all optional): ``BENCH_ROUNDS`` (rounds of every benchmark; by
-default 5 for probes, 50 for the pool, 7 for load, 3 for the command),
+default 7 for probes, 50 for the pool, 7 for load, 3 for the command),
 ``BENCH_PROBE_SECONDS`` (2), ``BENCH_LOAD_SECONDS`` (3), ``BENCH_ONLY`` (e.g.
 ``1,3``: run only these; the results file then holds only those),
 ``BENCH_RESULTS`` (output path).
@@ -66,7 +66,7 @@ def env_number(name: str, default: float) -> float:
 
 
 ROUNDS = int(env_number("BENCH_ROUNDS", 0))
-PROBE_ROUNDS = ROUNDS or 5
+PROBE_ROUNDS = ROUNDS or 7
 POOL_ROUNDS = ROUNDS or 50
 POOL_SLICE = 0.08
 LOAD_ROUNDS = ROUNDS or 7
