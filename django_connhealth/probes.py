@@ -26,6 +26,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django_redis.pool import get_connection_factory
 from redis import ConnectionPool
+from redis._parsers import hiredis as hiredis_parser
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -201,6 +202,9 @@ def bounded_ping(pool: ConnectionPool, deadline: Deadline) -> None:
     connection = pool.checkout(deadline.at - CHECKOUT_MARGIN)
     try:
         reused = getattr(connection, "_sock", None) is not None
+        if reused and holds_unread_reply(connection):
+            connection.disconnect()
+            reused = False
         try:
             _ping(connection, deadline)
         except RedisTimeoutError:
@@ -215,6 +219,32 @@ def bounded_ping(pool: ConnectionPool, deadline: Deadline) -> None:
         raise
     finally:
         pool.checkin(connection)
+
+
+def holds_unread_reply(connection: Any) -> bool:
+    """Whether redis-py's parser on ``connection`` holds a reply nobody has read.
+
+    ``can_read()`` moves a waiting reply into the parser (redis-py's own
+    parsers always, hiredis before redis-py 8), and redis-py 8 with RESP3 no
+    longer looks for one at checkout: the next command would read it as its
+    own. The probe never reads through the parser, so it drops such a
+    connection instead of handing it back.
+    """
+    parser = getattr(connection, "_parser", None)
+    unread_bytes = getattr(getattr(parser, "_buffer", None), "unread_bytes", None)
+    if unread_bytes is not None:  # redis-py's own parsers
+        return bool(unread_bytes())
+    reader = getattr(parser, "_reader", None)
+    if reader is None:
+        return False
+    if getattr(reader, "has_data", lambda: False)():
+        return True
+    # redis-py 5's hiredis parser keeps a reply it has already parsed aside.
+    parsed = getattr(parser, "_next_response", _NOTHING_PARSED)
+    return parsed is not _NOTHING_PARSED and parsed is not False
+
+
+_NOTHING_PARSED = getattr(hiredis_parser, "NOT_ENOUGH_DATA", object())
 
 
 def _ping(connection: Any, deadline: Deadline) -> None:

@@ -27,7 +27,7 @@ from django.test import AsyncClient, Client, override_settings
 from django_connhealth import views
 from django_connhealth.checks import check_settings
 from django_connhealth.pool import PoolTimeoutError, SizedConnectionPool
-from django_connhealth.probes import Deadline, checker, readiness, targets
+from django_connhealth.probes import Deadline, checker, holds_unread_reply, readiness, targets
 from tests.helpers import redis_caches
 
 if TYPE_CHECKING:
@@ -395,6 +395,23 @@ def test_dirty_pooled_connection_is_replaced_not_reported(
             assert pings(fresh_redis) == pings_before + 2  # the dirty connection, then a new one
         caches["default"].set("after", "value")
         assert caches["default"].get("after") == "value"
+
+
+def test_unread_reply_is_found_in_the_parser_or_on_the_socket(fresh_redis: RedisServer) -> None:
+    """Wherever redis-py's parser left a reply, the probe sees that the connection is dirty."""
+    with health(fresh_redis.url):
+        pool = sized_pool()
+        connection = checkout(pool)
+        try:
+            connection.connect()
+            assert not holds_unread_reply(connection)
+            connection.send_command("ECHO", "left-over")
+            assert connection.can_read(timeout=1.0)
+            on_socket = bool(select.select([connection._sock], [], [], 0)[0])
+            assert holds_unread_reply(connection) != on_socket  # in exactly one of them
+        finally:
+            connection.disconnect()
+            pool.release(connection)
 
 
 def test_error_reply_fails_ready_with_the_servers_words(fresh_redis: RedisServer) -> None:
