@@ -362,15 +362,13 @@ def _start_load(
 
 
 def _finish_load(proc: subprocess.Popen[bytes], seconds: float) -> dict[str, float]:
-    cmd = proc.args
-    assert isinstance(cmd, list)
     try:
         out, err = proc.communicate(timeout=seconds + 60)
     finally:
         CHILDREN.stop(proc)
     match = re.search(rb"^WRKJSON (.*)$", out, re.MULTILINE)
     if match is None:
-        raise RuntimeError(f"no result from {cmd[0]}: {out[-500:]!r} {err[-500:]!r}")
+        raise RuntimeError(f"no result from {load_generator()}: {out[-500:]!r} {err[-500:]!r}")
     raw = json.loads(match.group(1))
     seconds_run = raw["duration_us"] / 1e6
     socket_errors = raw["connect"] + raw["read"] + raw["write"] + raw["timeout"]

@@ -263,8 +263,8 @@ class SizedConnectionPool(BlockingConnectionPool):
         The health probe's checkout (``deadline`` is a ``time.monotonic()``
         moment): ``get_connection`` without redis-py's per-call extras (a poll
         for unread data, metrics hooks). The probe tells a dead or dirty
-        connection by its reply, and replaces it. Give it back with
-        :meth:`checkin`.
+        connection by its parser's buffer and by its reply, and replaces it.
+        Give it back with :meth:`checkin`.
         """
         self._checkpid()
         with wait_until(deadline):

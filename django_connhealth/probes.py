@@ -26,7 +26,6 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django_redis.pool import get_connection_factory
 from redis import ConnectionPool
-from redis._parsers import hiredis as hiredis_parser
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -244,7 +243,20 @@ def holds_unread_reply(connection: Any) -> bool:
     return parsed is not _NOTHING_PARSED and parsed is not False
 
 
-_NOTHING_PARSED = getattr(hiredis_parser, "NOT_ENOUGH_DATA", object())
+def _nothing_parsed() -> object:
+    """The sentinel of redis-py 5's hiredis parser for "no reply parsed yet".
+
+    From redis-py's private parser module, looked up so that a redis-py
+    without it (8 has no such sentinel) still imports this module.
+    """
+    try:
+        from redis._parsers import hiredis
+    except ImportError:  # pragma: no cover - every supported redis-py has the module
+        return object()
+    return getattr(hiredis, "NOT_ENOUGH_DATA", object())
+
+
+_NOTHING_PARSED = _nothing_parsed()
 
 
 def _ping(connection: Any, deadline: Deadline) -> None:
