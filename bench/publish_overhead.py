@@ -280,7 +280,7 @@ def main() -> int:
     ):
         pool = configure(server.url)
         results = run(pool, client, args.rounds, args.gets, args.chunk)
-        stats = pool.stats()
+        stats = pool.figures()
     code = report(results, args, time.monotonic() - started)
     print(
         f"Pool after the run: max_connections {stats.max_connections}, created {stats.created}, "

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.core import checks
+from django.core.signals import setting_changed
 
 
 class ConnHealthConfig(AppConfig):
@@ -8,4 +10,11 @@ class ConnHealthConfig(AppConfig):
     verbose_name = "Connection health"
 
     def ready(self) -> None:
-        from django_connhealth import checks  # noqa: F401 -- registers the checks
+        """Register the system checks, the setting receiver and the process hooks."""
+        from django_connhealth import process
+        from django_connhealth.checks import check_redis_pools, check_settings
+
+        checks.register(check_redis_pools, checks.Tags.caches)
+        checks.register(check_settings)
+        setting_changed.connect(process.on_setting_changed, dispatch_uid="django_connhealth")
+        process.install_process_hooks()

@@ -1,25 +1,30 @@
-"""This app's Django settings, read when used so ``override_settings`` works.
+"""This app's settings, in one place.
 
-Each setting defaults to the environment variable of the same name. A malformed
-value raises ImproperlyConfigured naming the setting; the system checks report
-it at start-up (``connhealth.E003``) and the health views answer 503.
+Django settings (``CONNHEALTH_TOKEN`` and friends) are read when used, so
+``override_settings`` works; each defaults to the environment variable of the
+same name. Settings that ``sized_caches()`` reads from its ``environ``
+(``CONNHEALTH_POOL_HEADROOM``, ``CONNHEALTH_HOST``) are functions of that
+environ. A malformed value raises SettingError naming the setting; the system
+checks report it at start-up (``connhealth.E003``) and the health views answer 503.
 """
 
 from __future__ import annotations
 
-import math
 import os
-from typing import Any
+import socket
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.core.signals import setting_changed
-from django.dispatch import receiver
 
 from django_connhealth import defaults
 from django_connhealth.errors import SettingError
+from django_connhealth.naming import clean
+from django_connhealth.parse import env_count, parse_seconds
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 _UNSET = object()
-
 
 # Django settings by name, as last read. Looking up a setting that is not
 # defined costs an exception inside LazySettings; probes read these on every
@@ -27,9 +32,12 @@ _UNSET = object()
 _seen: dict[str, Any] = {}
 
 
-@receiver(setting_changed)
-def _forget(*, setting: str, **kwargs: Any) -> None:
-    _seen.pop(setting, None)
+def forget(setting: str | None = None) -> None:
+    """Read ``setting`` (every setting when ``None``) afresh on its next use."""
+    if setting is None:
+        _seen.clear()
+    else:
+        _seen.pop(setting, None)
 
 
 def _raw(name: str) -> Any:
@@ -45,25 +53,11 @@ def _raw(name: str) -> Any:
 
 def _seconds(name: str, default: float, *, zero: bool) -> float:
     value = _raw(name)
-    if value is None:
-        return default
-    try:
-        seconds = float(value)
-        valid = not isinstance(value, bool) and math.isfinite(seconds)
-    except (TypeError, ValueError):
-        valid = False
-    if not valid or seconds < 0 or (seconds == 0 and not zero) or seconds > defaults.MAX_SECONDS:
-        lowest = "0" if zero else "more than 0"
-        raise SettingError(
-            f"{name}={value!r} is not valid",
-            f"set it to a number of seconds from {lowest} to {defaults.MAX_SECONDS:g}, "
-            "or unset it.",
-        )
-    return seconds
+    return default if value is None else parse_seconds(name, value, zero=zero)
 
 
 class Settings:
-    """Typed access to the ``CONNHEALTH_*`` settings."""
+    """Typed access to the ``CONNHEALTH_*`` Django settings."""
 
     @property
     def CONNHEALTH_TOKEN(self) -> str | None:
@@ -92,10 +86,25 @@ class Settings:
 
 conf = Settings()
 
-#: Every setting, for the check that reports malformed ones.
+#: Every Django setting, for the check that reports malformed ones.
 SETTING_NAMES = (
     "CONNHEALTH_TOKEN",
     "CONNHEALTH_CHECK_TIMEOUT",
     "CONNHEALTH_PUBLISH_SECONDS",
     "CONNHEALTH_CACHE_SECONDS",
 )
+
+
+def pool_headroom(environ: Mapping[str, str]) -> int:
+    """``CONNHEALTH_POOL_HEADROOM``: connections per process beyond one per thread."""
+    headroom = env_count(environ, "CONNHEALTH_POOL_HEADROOM", minimum=0)
+    return defaults.POOL_HEADROOM if headroom is None else headroom
+
+
+def client_host(environ: Mapping[str, str]) -> str:
+    """``CONNHEALTH_HOST``, the ``<host>`` of connection names; default the hostname.
+
+    Characters Redis refuses in a client name, and ``:``, become ``_``.
+    """
+    host = environ.get("CONNHEALTH_HOST", "").strip() or socket.gethostname()
+    return clean(host, colons=False) or "unknown"

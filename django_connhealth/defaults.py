@@ -59,3 +59,42 @@ CACHE_SECONDS = 0.0
 
 #: Largest number of seconds accepted by a ``*_SECONDS``/``*_TIMEOUT`` setting.
 MAX_SECONDS = 3600.0
+
+#: Seconds between two looks at CONNHEALTH_PUBLISH_SECONDS while publishing is off.
+PUBLISH_OFF_RECHECK = 5.0
+
+#: A published record lives this many intervals, so one missed round does not hide a process.
+RECORD_TTL_INTERVALS = 3
+
+#: A record older than this many publish intervals is stale: its process is
+#: probably gone, and its figures are shown but not counted.
+STALE_INTERVALS = 2
+
+#: Seconds an index entry outlives its process's last record (and the index itself lives).
+INDEX_SECONDS = 3600
+
+#: Keys of the published records and of their per-alias index.
+RECORD_KEY_PREFIX = "connhealth:pool:"
+INDEX_KEY_PREFIX = "connhealth:pools:"
+
+#: Seconds a process's exit waits for a publication in flight before removing its record.
+UNPUBLISH_WAIT = 1.0
+
+#: Seconds before a readiness answer is due at which the pool checkout gives up,
+#: so a saturated pool is reported as such rather than as a probe that did not finish.
+CHECKOUT_MARGIN = 0.05
+
+#: Threads per process that ping pools for readiness; a stuck ping holds one
+#: until its socket times out.
+PROBE_THREADS = 8
+
+#: ``max_connections`` at or above this is no bound (redis-py < 8 defaults to 2**31).
+UNBOUNDED = 2**31
+
+#: The smallest and largest ``--watch`` interval of ``manage.py connhealth``.
+WATCH_MIN_SECONDS = 0.1
+WATCH_MAX_SECONDS = 3600.0
+
+#: Backends and classes named in checks and hints.
+DJANGO_BUILTIN_REDIS_BACKEND = "django.core.cache.backends.redis.RedisCache"
+PROBE_MIDDLEWARE = "django_connhealth.middleware.ProbeMiddleware"

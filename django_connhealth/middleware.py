@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.core.signals import setting_changed
-from django.dispatch import receiver
 from django.urls import NoReverseMatch, get_script_prefix, reverse
 
 from django_connhealth import views
@@ -48,11 +46,11 @@ def health_paths() -> dict[str, str]:
     return found
 
 
-@receiver(setting_changed)
-def _forget_paths(*, setting: str, **kwargs: Any) -> None:
-    if setting == "ROOT_URLCONF":
-        with _paths_lock:
-            _paths.clear()
+def forget_paths() -> None:
+    """Look the health URLs up afresh (the URLconf changed); acquires nothing."""
+    global _paths_lock, _paths
+    _paths_lock = threading.Lock()
+    _paths = {}
 
 
 class ProbeMiddleware:

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import re
-import socket
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from django_connhealth.defaults import CLIENT_NAME_PREFIX
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
 # Redis refuses client names with characters outside "!".."~" (so no spaces).
 _REFUSED = re.compile(r"[^!-~]")
@@ -21,20 +17,15 @@ class ClientName(NamedTuple):
     alias: str
 
 
-def _clean(text: str, *, colons: bool) -> str:
+def clean(text: str, *, colons: bool) -> str:
+    """``text`` with what Redis refuses in a name (and, unless ``colons``, ``:``) as ``_``."""
     cleaned = _REFUSED.sub("_", text)
     return cleaned if colons else cleaned.replace(":", "_")
 
 
-def client_host(environ: Mapping[str, str]) -> str:
-    """The ``<host>`` part: ``CONNHEALTH_HOST`` if set, else the machine's hostname."""
-    host = environ.get("CONNHEALTH_HOST", "").strip() or socket.gethostname()
-    return _clean(host, colons=False) or "unknown"
-
-
 def client_name(host: str, pid: int, alias: str) -> str:
     """The name a connection opened by process ``pid`` for ``alias`` carries."""
-    return f"{CLIENT_NAME_PREFIX}:{_clean(host, colons=False)}:{pid}:{_clean(alias, colons=True)}"
+    return f"{CLIENT_NAME_PREFIX}:{clean(host, colons=False)}:{pid}:{clean(alias, colons=True)}"
 
 
 def parse_client_name(name: str) -> ClientName | None:

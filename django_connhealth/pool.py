@@ -1,17 +1,19 @@
 """The pool class ``sized_caches`` installs: a blocking pool that counts its use.
 
-Counters live on the pool's queue and are updated under the queue's own lock,
-so they cost the hot path one comparison; a forked child's pool resets them
-with the queue (redis-py calls ``reset()`` in a child on first use).
+Counters live on the pool's queue of free slots and are updated under the
+queue's own lock, so they cost the hot path one comparison; a forked child's
+pool resets them with the queue (redis-py calls ``reset()`` in a child on
+first use). Work that must happen now and then (publishing the figures) is a
+hook the pool calls after a release when it is due: the pool knows when, not what.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 import weakref
-from contextlib import contextmanager
 from dataclasses import dataclass
 from queue import Empty, Full, LifoQueue
 from typing import TYPE_CHECKING, Any
@@ -23,13 +25,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
 from django_connhealth import defaults
-from django_connhealth.naming import client_host, client_name
+from django_connhealth.conf import client_host
+from django_connhealth.naming import client_name
+from django_connhealth.redispy import is_open, set_client_name
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
-#: Seconds between looks at CONNHEALTH_PUBLISH_SECONDS while publishing is off.
-PUBLISH_OFF_RECHECK = 5.0
+    #: Called with a pool when it is due; returns the seconds until it is due again.
+    DueHook = Callable[["SizedConnectionPool"], float]
 
 
 class PoolTimeoutError(RedisConnectionError):
@@ -38,25 +42,6 @@ class PoolTimeoutError(RedisConnectionError):
     A subclass of redis-py's ConnectionError, so django-redis handles it as it
     handles any connection failure (``DJANGO_REDIS_IGNORE_EXCEPTIONS`` included).
     """
-
-
-_caller = threading.local()
-
-
-@contextmanager
-def wait_until(deadline: float) -> Iterator[None]:
-    """Make this thread give up waiting for a free connection at ``deadline``.
-
-    ``deadline`` is a ``time.monotonic()`` value. A health probe uses it so that
-    a saturated pool makes it answer in time rather than after the pool's own
-    wait timeout. It costs the hot path nothing: only a caller that has to wait
-    reads it.
-    """
-    _caller.deadline = deadline
-    try:
-        yield
-    finally:
-        del _caller.deadline
 
 
 class CountingQueue(LifoQueue[Any]):
@@ -76,12 +61,12 @@ class CountingQueue(LifoQueue[Any]):
         self.waits = 0
         self.wait_seconds = 0.0
         self.timeouts = 0
-        #: callers blocked in get(); put() wakes one only when there are some
+        #: callers blocked in a get; put() wakes one only when there are some
         self.waiting = 0
-        #: set by the pool: named in errors, and told when figures are due
+        #: set by the pool: named in errors, and called after a put from ``due_at`` on
         self.alias = ""
-        self.next_publish = 0.0
-        self.publish_due: Callable[[], None] | None = None
+        self.due_at = math.inf
+        self.on_due: Callable[[], None] = _nothing
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         with self.mutex:
@@ -91,17 +76,29 @@ class CountingQueue(LifoQueue[Any]):
             self.unfinished_tasks += 1
             if self.waiting:
                 self.not_empty.notify()
-        # The hot path's whole share of publishing: one clock read per release.
-        if time.monotonic() >= self.next_publish and self.publish_due is not None:
-            self.publish_due()
+        if time.monotonic() >= self.due_at:  # the hot path's share of the hook: a clock read
+            self.on_due()
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """A free slot, waiting up to ``timeout`` (redis-py's checkout calls this)."""
         with self.mutex:
             if self.queue:
                 return self._take()
         if not block:
             raise Empty
-        return self._wait(timeout)
+        return self._wait(timeout, None)
+
+    def get_by(self, deadline: float, timeout: float | None) -> Any:
+        """A free slot, waiting up to ``timeout`` but never past ``deadline``.
+
+        ``deadline`` is a ``time.monotonic()`` moment of a caller that must answer
+        by then (a probe; a publisher that never waits passes "now"). Giving up at
+        it raises PoolTimeoutError but does not count as the pool timing out.
+        """
+        with self.mutex:
+            if self.queue:
+                return self._take()
+        return self._wait(timeout, deadline)
 
     def _take(self) -> Any:
         """Pop a slot and note the peak; the caller holds ``self.mutex``."""
@@ -111,9 +108,8 @@ class CountingQueue(LifoQueue[Any]):
             self.peak_in_use = in_use
         return item
 
-    def _wait(self, timeout: float | None) -> Any:
+    def _wait(self, timeout: float | None, deadline: float | None) -> Any:
         started = time.monotonic()
-        deadline: float | None = getattr(_caller, "deadline", None)
         limited = deadline is not None and (timeout is None or deadline - started < timeout)
         if limited:
             timeout = deadline - started  # type: ignore[operator]
@@ -147,9 +143,13 @@ class CountingQueue(LifoQueue[Any]):
         )
 
 
+def _nothing() -> None:
+    """The queue's ``on_due`` until a pool sets its own."""
+
+
 @dataclass(frozen=True)
-class PoolStats:
-    """One reading of a pool's figures."""
+class PoolFigures:
+    """One reading of a pool's counters."""
 
     max_connections: int
     created: int
@@ -216,31 +216,33 @@ class SizedConnectionPool(BlockingConnectionPool):
             queue_class=queue_class,
             **connection_kwargs,
         )
-        _register(self)
+        registry.add(self)
+
+    @property
+    def slots(self) -> CountingQueue:
+        """The queue of free slots (redis-py calls it ``pool``)."""
+        return self.pool
 
     def reset(self) -> None:
         super().reset()
         # reset() runs at creation and, in a forked child, on the pool's first
-        # use there: a new queue, new counters, and the child publishes its own
-        # figures on its own schedule.
-        self.publishing = threading.Lock()
+        # use there: a new queue, new counters, and the hook is due at once.
+        self._hook_lock = threading.Lock()
         self.pool.alias = self.alias
-        self.pool.publish_due = self._publish_due
+        self.pool.on_due = self._run_due_hook
+        self.pool.due_at = 0.0 if _due_hook is not None else math.inf
 
-    def _publish_due(self) -> None:
-        if not self.publishing.acquire(blocking=False):
-            return  # another thread is publishing this pool right now
-        if time.monotonic() < self.pool.next_publish:
-            self.publishing.release()  # one that held the lock just now has published
-            return
-        from django_connhealth import publish
-
-        interval = publish.interval_now()
-        self.pool.next_publish = time.monotonic() + (interval or PUBLISH_OFF_RECHECK)
-        if interval:
-            publish.publish_in_background(self, interval)  # releases self.publishing
-        else:
-            self.publishing.release()
+    def _run_due_hook(self) -> None:
+        """Call the due hook once for all the threads that found it due."""
+        if not self._hook_lock.acquire(blocking=False):
+            return  # another thread is calling it right now
+        try:
+            if time.monotonic() < self.pool.due_at:
+                return  # one that held the lock just now has called it
+            hook = _due_hook
+            self.pool.due_at = math.inf if hook is None else time.monotonic() + hook(self)
+        finally:
+            self._hook_lock.release()
 
     def client_name(self) -> str:
         """The server-side name of a connection this process opens now."""
@@ -253,22 +255,19 @@ class SizedConnectionPool(BlockingConnectionPool):
         if self._name_connections:
             # Named here, not in connection_kwargs: a worker forked from a
             # --preload master must carry its own pid.
-            target = getattr(connection, "_conn", connection)  # redis-py 8 cache proxy
-            target.client_name = self.client_name()
+            set_client_name(connection, self.client_name())
         return connection
 
     def checkout(self, deadline: float) -> Any:
         """A free connection, not necessarily connected, waiting until ``deadline`` at most.
 
-        The health probe's checkout (``deadline`` is a ``time.monotonic()``
-        moment): ``get_connection`` without redis-py's per-call extras (a poll
-        for unread data, metrics hooks). The probe tells a dead or dirty
-        connection by its parser's buffer and by its reply, and replaces it.
-        Give it back with :meth:`checkin`.
+        For callers that must answer in time (``deadline`` is a ``time.monotonic()``
+        moment; "now" never waits): ``get_connection`` without redis-py's per-call
+        extras (a poll for unread data, metrics hooks). The caller tells a dead or
+        dirty connection by itself. Give it back with :meth:`checkin`.
         """
         self._checkpid()
-        with wait_until(deadline):
-            slot = self.pool.get(block=True, timeout=self.timeout)
+        slot = self.pool.get_by(deadline, self.timeout)
         if slot is not None:
             return slot
         try:
@@ -283,51 +282,72 @@ class SizedConnectionPool(BlockingConnectionPool):
 
     def has_idle_connection(self) -> bool:
         """Whether an open connection is free right now (a hint: others may take it)."""
-        return any(_connected(slot) for slot in list(self.pool.queue))
+        return any(is_open(slot) for slot in list(self.pool.queue))
 
-    def stats(self, *, reset_peak: bool = False) -> PoolStats:
-        """A consistent reading of this pool's figures, in this process.
-
-        With ``reset_peak`` the peak restarts from the current use, so the next
-        reading gives the peak since this one.
-        """
+    def figures(self) -> PoolFigures:
+        """A consistent reading of this pool's counters, in this process."""
         self._checkpid()
         queue = self.pool
         with queue.mutex:
-            in_use = queue.maxsize - len(queue.queue)
-            stats = PoolStats(
+            return PoolFigures(
                 max_connections=queue.maxsize,
                 created=queue.created,
-                in_use=in_use,
-                idle=sum(1 for slot in queue.queue if _connected(slot)),
+                in_use=queue.maxsize - len(queue.queue),
+                idle=sum(1 for slot in queue.queue if is_open(slot)),
                 peak_in_use=queue.peak_in_use,
                 waits=queue.waits,
                 wait_seconds=queue.wait_seconds,
                 timeouts=queue.timeouts,
             )
-            if reset_peak:
-                queue.peak_in_use = in_use
-        return stats
+
+    def restart_peak(self) -> None:
+        """Start the peak afresh from the current use: the next reading gives the peak since."""
+        queue = self.pool
+        with queue.mutex:
+            queue.peak_in_use = queue.maxsize - len(queue.queue)
 
 
-def _connected(slot: Any) -> bool:
-    """A free slot holding an open connection (not room for one, not a closed one)."""
-    connection = getattr(slot, "_conn", slot)  # redis-py 8 cache proxy
-    return getattr(connection, "_sock", None) is not None
+# -- the hook and the registry of this process's pools -------------------------------
+
+_due_hook: DueHook | None = None
 
 
-# -- the registry of this process's pools ------------------------------------------
+def set_due_hook(hook: DueHook | None) -> None:
+    """Have every sized pool call ``hook`` after a release once it is due.
 
-_live_pools: weakref.WeakSet[SizedConnectionPool] = weakref.WeakSet()
-_live_pools_lock = threading.Lock()
+    ``hook(pool)`` returns the seconds until it is due again; it runs in the
+    releasing thread, so it must be quick and must not raise. The app installs
+    its publisher here in ``AppConfig.ready()``.
+    """
+    global _due_hook
+    _due_hook = hook
+    for pool in registry.pools():
+        pool.pool.due_at = 0.0 if hook is not None else math.inf
 
 
-def _register(pool: SizedConnectionPool) -> None:
-    with _live_pools_lock:
-        _live_pools.add(pool)
+class Registry:
+    """The sized pools alive in this process, held weakly: a dropped pool goes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pools: weakref.WeakSet[SizedConnectionPool] = weakref.WeakSet()
+
+    def add(self, pool: SizedConnectionPool) -> None:
+        with self._lock:
+            self._pools.add(pool)
+
+    def pools(self) -> list[SizedConnectionPool]:
+        with self._lock:
+            return list(self._pools)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pools = weakref.WeakSet()
+
+
+registry = Registry()
 
 
 def live_pools() -> list[SizedConnectionPool]:
-    """The sized pools alive in this process (held weakly: a dropped pool goes)."""
-    with _live_pools_lock:
-        return list(_live_pools)
+    """The sized pools alive in this process."""
+    return registry.pools()

@@ -1,36 +1,27 @@
-"""The pool configuration a django-redis alias really runs with, and its sources.
+"""The settings a pool really runs with, and where each came from.
 
-django-redis merges three layers for each server URL: OPTIONS (``SOCKET_TIMEOUT``
-and friends), ``CONNECTION_POOL_KWARGS``, then the URL's query string, which
-wins. redis-py's own defaults fill the rest. The checks, the health detail and
-the command all read the result from here.
+A backend merges layers for each server URL (for django-redis: OPTIONS keys
+such as ``SOCKET_TIMEOUT``, then ``CONNECTION_POOL_KWARGS``, then the URL's
+query string, which wins); redis-py's own defaults fill the rest. Each
+adapter hands its layers to :func:`read_back`, which walks the knob table.
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from django.utils.module_loading import import_string
-from redis.connection import AbstractConnection, BlockingConnectionPool, ConnectionPool
+from redis.connection import BlockingConnectionPool, ConnectionPool
 
 from django_connhealth import defaults
-from django_connhealth.caches import location_query
+from django_connhealth.knobs import KNOBS, set_by_user
 from django_connhealth.redact import redact_url
+from django_connhealth.redispy import connection_defaults
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-
-# (pool keyword, django-redis OPTIONS key that sets it too, parser for the URL query)
-KEYS: tuple[tuple[str, str | None, type], ...] = (
-    ("max_connections", None, int),
-    ("timeout", None, float),
-    ("socket_timeout", "SOCKET_TIMEOUT", float),
-    ("socket_connect_timeout", "SOCKET_CONNECT_TIMEOUT", float),
-    ("health_check_interval", None, int),
-)
 
 
 @dataclass(frozen=True)
@@ -55,7 +46,8 @@ class PoolConfig:
 
 
 @cache
-def _pool_defaults(pool_class: type[ConnectionPool]) -> dict[str, Any]:
+def pool_defaults(pool_class: type[ConnectionPool]) -> dict[str, Any]:
+    """redis-py's defaults for a pool of ``pool_class`` ({} if it needs arguments)."""
     try:
         pool = pool_class()
         # Asked of the base class: a blocking pool fills its queue at creation, and
@@ -63,22 +55,16 @@ def _pool_defaults(pool_class: type[ConnectionPool]) -> dict[str, Any]:
         unset = ConnectionPool(max_connections=None)
     except Exception:  # a pool class of the user's that needs arguments
         return {}
-    params = inspect.signature(AbstractConnection.__init__).parameters
-    socket_timeout = params["socket_timeout"].default
     return {
         "max_connections": pool.max_connections,
         "max_connections_unset": unset.max_connections,
         "timeout": getattr(pool, "timeout", None),
-        "socket_timeout": socket_timeout,
-        # redis-py falls back to socket_timeout when no connect timeout is set
-        "socket_connect_timeout": params["socket_connect_timeout"].default,
-        "health_check_interval": params["health_check_interval"].default,
+        **connection_defaults(),
     }
 
 
-def pool_class(options: Mapping[str, Any]) -> type[ConnectionPool] | None:
-    """The pool class an alias uses, or ``None`` when it cannot be imported."""
-    path = options.get("CONNECTION_POOL_CLASS", "redis.connection.ConnectionPool")
+def import_pool_class(path: str) -> type[ConnectionPool] | None:
+    """The pool class at dotted ``path``, or ``None`` when it is not one or cannot be imported."""
     try:
         cls = import_string(path)
     except ImportError:
@@ -86,31 +72,41 @@ def pool_class(options: Mapping[str, Any]) -> type[ConnectionPool] | None:
     return cls if isinstance(cls, type) and issubclass(cls, ConnectionPool) else None
 
 
-def pool_config(options: Mapping[str, Any], url: str) -> PoolConfig:
-    """Effective settings for ``url`` under an alias's ``OPTIONS``."""
-    kwargs = options.get("CONNECTION_POOL_KWARGS") or {}
-    recorded = (options.get(defaults.OPTIONS_KEY) or {}).get("sources", {})
-    query = location_query(url)
-    cls = pool_class(options)
-    fallback = _pool_defaults(cls) if cls is not None else {}
+def read_back(
+    url: str,
+    cls: type[ConnectionPool] | None,
+    *,
+    query: Mapping[str, str],
+    kwargs: Mapping[str, Any],
+    options: Mapping[str, Any],
+    recorded: Mapping[str, str],
+) -> PoolConfig:
+    """Effective settings for ``url``: the query string, then ``kwargs``, then ``options``.
+
+    ``recorded`` holds the sources ``sized_caches()`` wrote down for the
+    keywords it filled. A knob only a blocking pool takes is left out for
+    another pool class.
+    """
+    fallback = pool_defaults(cls) if cls is not None else {}
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for key, option, parse in KEYS:
-        if key == "timeout" and cls is not None and not issubclass(cls, BlockingConnectionPool):
+    for knob in KNOBS:
+        key = knob.kwarg
+        if (
+            knob.pools == "blocking"
+            and cls is not None
+            and not issubclass(cls, BlockingConnectionPool)
+        ):
             continue
         if key in query:
             try:
-                values[key] = parse(query[key])
+                values[key] = knob.parse(query[key])
             except ValueError:
                 values[key] = query[key]
             sources[key] = "LOCATION"
-        elif key in kwargs:
-            values[key] = kwargs[key]
-            sources[key] = recorded.get(key, "OPTIONS")
-        elif option and options.get(option):
-            # django-redis ignores a false value here (0, None)
-            values[key] = options[option]
-            sources[key] = "OPTIONS"
+        elif set_by_user(knob, options, kwargs):
+            values[key] = kwargs[key] if key in kwargs else options[knob.option]  # type: ignore[index]
+            sources[key] = recorded.get(key, "OPTIONS") if key in kwargs else "OPTIONS"
         else:
             values[key] = fallback.get(key)
             sources[key] = "redis-py"
@@ -122,3 +118,8 @@ def pool_config(options: Mapping[str, Any], url: str) -> PoolConfig:
         # redis-py reads a false max_connections (None, 0) as its own default
         values["max_connections"] = fallback.get("max_connections_unset")
     return PoolConfig(url, cls, values, sources)
+
+
+def is_unbounded(size: object) -> bool:
+    """Whether a pool of ``max_connections=size`` has no real bound."""
+    return size is None or (isinstance(size, (int, float)) and size >= defaults.UNBOUNDED)

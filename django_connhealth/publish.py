@@ -3,128 +3,137 @@
 The command runs in a process of its own; the pools that matter live in web
 workers, maybe on many hosts. So each process writes its figures, as JSON under
 ``connhealth:pool:<host>:<pid>:<alias>`` with a TTL of three intervals, to the
-server (and db) of each of its sized pools. The pool's ``release()`` sets it off
-at most every ``CONNHEALTH_PUBLISH_SECONDS`` (a request pays one clock read) and
-a short-lived thread does the writing. It never waits for a connection: it takes
-an idle one, or opens one if the pool has room, else it skips a round. A pool
-that sees no use publishes nothing, so its record expires. A forked child
-publishes under its own pid from its first use of the pool.
+server (and db) of each of its sized pools. :func:`on_due` is the pools' due
+hook: a release sets it off at most every ``CONNHEALTH_PUBLISH_SECONDS`` (a
+request pays one clock read) and a short-lived thread does the writing. It
+never waits for a connection: it takes an idle one, or opens one if the pool
+has room, else it skips a round. A pool that sees no use publishes nothing, so
+its record expires. A forked child publishes under its own pid from its first
+use of the pool.
 """
 
 from __future__ import annotations
 
-import atexit
+import contextlib
 import json
 import logging
 import os
 import threading
 import time
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
-from redis import Redis
 from redis.exceptions import RedisError
 
-from django_connhealth.pool import PoolTimeoutError, SizedConnectionPool, wait_until
+from django_connhealth import defaults
+from django_connhealth.conf import conf
+from django_connhealth.pool import PoolTimeoutError, SizedConnectionPool
+from django_connhealth.redispy import run_commands
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
 
 logger = logging.getLogger("django_connhealth")
 
-KEY_PREFIX = "connhealth:pool:"
-#: A record lives this many intervals, so one missed round does not hide a process.
-TTL_INTERVALS = 3
-
-
-#: Seconds an index entry outlives its process's last record.
-INDEX_SECONDS = 3600
-INDEX_PREFIX = "connhealth:pools:"
-
 
 def record_key(host: str, pid: int, alias: str) -> str:
-    return f"{KEY_PREFIX}{host}:{pid}:{alias}"
+    return f"{defaults.RECORD_KEY_PREFIX}{host}:{pid}:{alias}"
 
 
 def index_key(alias: str) -> str:
     """A sorted set of the record keys of one alias, so readers need no SCAN."""
-    return f"{INDEX_PREFIX}{alias}"
+    return f"{defaults.INDEX_KEY_PREFIX}{alias}"
 
 
 def record(pool: SizedConnectionPool, interval: float) -> dict[str, Any]:
     """This process's figures for ``pool`` (the peak since the last record written)."""
-    stats = pool.stats()
     return {
         "host": pool.host,
         "pid": os.getpid(),
         "alias": pool.alias,
-        **stats.as_dict(),
+        **pool.figures().as_dict(),
         "interval": interval,
         "published_at": time.time(),
     }
 
 
+def _send(pool: SizedConnectionPool, commands: Sequence[tuple[Any, ...]]) -> None:
+    """Send ``commands`` on a connection of ``pool``, never waiting for one."""
+    connection = pool.checkout(deadline=time.monotonic())
+    try:
+        run_commands(connection, commands)
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        pool.checkin(connection)
+
+
 def publish(pool: SizedConnectionPool, interval: float) -> bool:
     """Write ``pool``'s record without waiting for a connection; False if skipped."""
-    ttl = max(1, round(interval * TTL_INTERVALS))
+    ttl = max(1, round(interval * defaults.RECORD_TTL_INTERVALS))
     data = {**record(pool, interval), "ttl": ttl}
     key = record_key(pool.host, data["pid"], pool.alias)
     index = index_key(pool.alias)
-    pipe = Redis(connection_pool=pool).pipeline(transaction=False)
-    pipe.set(key, json.dumps(data), ex=ttl)
-    pipe.zadd(index, {key: data["published_at"]})
-    # Forget processes not heard from for an hour; the index lives as long.
-    pipe.zremrangebyscore(index, "-inf", data["published_at"] - INDEX_SECONDS)
-    pipe.expire(index, INDEX_SECONDS)
+    commands = [
+        ("SET", key, json.dumps(data), "EX", ttl),
+        ("ZADD", index, data["published_at"], key),
+        # Forget processes not heard from for an hour; the index lives as long.
+        ("ZREMRANGEBYSCORE", index, "-inf", data["published_at"] - defaults.INDEX_SECONDS),
+        ("EXPIRE", index, defaults.INDEX_SECONDS),
+    ]
     try:
-        with wait_until(0.0):  # never wait: an idle connection or room for one, or skip
-            pipe.execute()
+        _send(pool, commands)
     except PoolTimeoutError:
         return False
     except (RedisError, OSError) as exc:
         logger.debug("connhealth: publishing pool figures failed: %s", type(exc).__name__)
         return False
-    pool.stats(reset_peak=True)  # only once written: a skipped round keeps its peak
+    pool.restart_peak()  # only once written: a skipped round keeps its peak
     return True
-
-
-#: Seconds ``unpublish`` waits for a publish in flight to end.
-UNPUBLISH_WAIT = 1.0
 
 
 def unpublish(pool: SizedConnectionPool) -> None:
     """Remove this process's record of ``pool``; the pool publishes no more after it."""
-    # Wait for a publish in flight and keep the lock, so that neither that one nor
-    # one set off by the release() below puts the record back.
-    pool.publishing.acquire(timeout=UNPUBLISH_WAIT)
+    # Wait for a publication in flight and keep the lock, so that neither that one
+    # nor one set off by a later release puts the record back.
+    _lock(pool).acquire(timeout=defaults.UNPUBLISH_WAIT)
     _published.discard(pool)
     key = record_key(pool.host, os.getpid(), pool.alias)
-    pipe = Redis(connection_pool=pool).pipeline(transaction=False)
-    pipe.delete(key)
-    pipe.zrem(index_key(pool.alias), key)
-    try:
-        with wait_until(0.0):
-            pipe.execute()
-    except (RedisError, OSError):
-        pass
+    with contextlib.suppress(RedisError, OSError):
+        _send(pool, [("DEL", key), ("ZREM", index_key(pool.alias), key)])
 
 
-def publish_seconds() -> float:
-    from django_connhealth.conf import conf
+# -- when to publish ------------------------------------------------------------
 
-    return conf.CONNHEALTH_PUBLISH_SECONDS
-
-
-#: False in a process that only reads figures (the command).
-enabled = True
+_enabled = True
 _complained = False
+
+
+@contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """Publish nothing meanwhile: a process that only reads figures (the command)."""
+    global _enabled
+    enabled, _enabled = _enabled, False
+    try:
+        yield
+    finally:
+        _enabled = enabled
+
+
+def is_enabled() -> bool:
+    """Whether this process publishes (not while :func:`paused`)."""
+    return _enabled
 
 
 def interval_now() -> float:
     """The publish interval, or 0 when publishing is off or misconfigured."""
     global _complained
-    if not enabled:
+    if not _enabled:
         return 0.0
     try:
-        return publish_seconds()
+        return conf.CONNHEALTH_PUBLISH_SECONDS
     except ImproperlyConfigured as exc:
         if not _complained:
             logger.error("connhealth: not publishing pool figures: %s", exc)
@@ -132,15 +141,28 @@ def interval_now() -> float:
         return 0.0
 
 
+def on_due(pool: SizedConnectionPool) -> float:
+    """The pools' due hook: publish ``pool`` in the background; seconds until the next time."""
+    interval = interval_now()
+    if not interval:
+        return defaults.PUBLISH_OFF_RECHECK
+    if _lock(pool).acquire(blocking=False):  # else a publication is in flight
+        publish_in_background(pool, interval)  # releases the lock
+    return interval
+
+
 def publish_in_background(pool: SizedConnectionPool, interval: float) -> None:
-    """Publish ``pool`` from a short-lived thread, so no request waits for it."""
+    """Publish ``pool`` from a short-lived thread, so no request waits for it.
+
+    The caller holds ``pool``'s publishing lock; the thread releases it.
+    """
     thread = threading.Thread(
         target=_publish_and_release, args=(pool, interval), name="connhealth-publish", daemon=True
     )
     try:
         thread.start()
     except RuntimeError:  # no thread to be had (interpreter shutting down)
-        pool.publishing.release()
+        _lock(pool).release()
 
 
 def _publish_and_release(pool: SizedConnectionPool, interval: float) -> None:
@@ -148,14 +170,45 @@ def _publish_and_release(pool: SizedConnectionPool, interval: float) -> None:
         if publish(pool, interval):
             _published.add(pool)
     finally:
-        pool.publishing.release()
+        _lock(pool).release()
 
 
+# -- this process's publishing state -------------------------------------------
+
+_locks: weakref.WeakKeyDictionary[SizedConnectionPool, threading.Lock]
+_locks = weakref.WeakKeyDictionary()
+_locks_lock = threading.Lock()
 _published: weakref.WeakSet[SizedConnectionPool] = weakref.WeakSet()
 
 
-@atexit.register
-def _unpublish_all() -> None:
+def _lock(pool: SizedConnectionPool) -> threading.Lock:
+    """The lock a publication of ``pool`` holds from its start to its end."""
+    with _locks_lock:
+        lock = _locks.get(pool)
+        if lock is None:
+            lock = _locks[pool] = threading.Lock()
+        return lock
+
+
+def in_flight(pool: SizedConnectionPool) -> bool:
+    """Whether a publication of ``pool`` is under way (or its record was removed for good)."""
+    return _lock(pool).locked()
+
+
+def forget() -> None:
+    """Forget publications under way and done: a forked child has neither.
+
+    Nothing is acquired here: a lock that a parent's thread held at the fork
+    would never be released in the child, so every lock is made anew.
+    """
+    global _locks, _locks_lock, _published, _complained
+    _locks = weakref.WeakKeyDictionary()
+    _locks_lock = threading.Lock()
+    _published = weakref.WeakSet()
+    _complained = False
+
+
+def unpublish_all() -> None:
     """Remove this process's records when it exits cleanly (a killed one's expire)."""
     for pool in list(_published):
         if pool.pid == os.getpid():

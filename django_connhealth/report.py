@@ -13,25 +13,24 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
-from django_connhealth.caches import locations
-from django_connhealth.naming import client_host, parse_client_name
-from django_connhealth.poolconfig import pool_config
-from django_connhealth.probes import connection_factory, sized_aliases
+from django_connhealth import defaults
+from django_connhealth.adapters import sized_aliases
+from django_connhealth.conf import client_host
+from django_connhealth.naming import parse_client_name
 from django_connhealth.publish import index_key
-from django_connhealth.redact import scrub, secrets_of
+from django_connhealth.redact import scrub
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from redis import Redis
 
+    from django_connhealth.adapters import Adapter
     from django_connhealth.sizing import Concurrency
 
-#: A record older than this many publish intervals is stale: its process is
-#: probably gone, and its figures are shown but not counted.
-STALE_INTERVALS = 2
 FIGURES = ("in_use", "idle", "peak_in_use", "waits", "wait_seconds", "timeouts", "max_connections")
 
 
@@ -104,7 +103,7 @@ def published_records(client: Redis, pool_alias: str) -> dict[tuple[str, int], d
         # Age from the key's remaining TTL: the server's clock, not the hosts'.
         age = max(0.0, ttl - pttl / 1000) if isinstance(pttl, int) and pttl >= 0 else None
         record["age_seconds"] = None if age is None else round(age, 1)
-        record["stale"] = age is not None and age > STALE_INTERVALS * interval
+        record["stale"] = age is not None and age > defaults.STALE_INTERVALS * interval
         records[process] = record
     return records
 
@@ -151,14 +150,11 @@ def fleet(rows: list[dict[str, Any]], server: Mapping[str, Any]) -> dict[str, An
     return summary
 
 
-def alias_report(alias: str, config: Mapping[str, Any], me: Me) -> dict[str, Any]:
+def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me) -> dict[str, Any]:
     """The report of one sized alias (SPEC section 3)."""
-    options: Mapping[str, Any] = config.get("OPTIONS") or {}
-    kwargs: Mapping[str, Any] = options.get("CONNECTION_POOL_KWARGS") or {}
-    pool_alias = str(kwargs.get("connhealth_alias", alias))
+    pool_alias = adapter.pool_name(alias, config)
     # This process's connections are named with the host its pools were sized with.
-    me = Me(str(kwargs.get("connhealth_host") or me.host), me.pid)
-    factory = connection_factory(options)
+    me = Me(adapter.pool_host(config) or me.host, me.pid)
     report: dict[str, Any] = {
         "status": "pass",
         "pools": [],
@@ -167,20 +163,20 @@ def alias_report(alias: str, config: Mapping[str, Any], me: Me) -> dict[str, Any
         "fleet": None,  # unknown until the server answers
         "notes": [],
     }
-    urls = locations(config)
-    for index, url in enumerate(urls):
-        entry = pool_config(options, url).as_dict()
+    configs = adapter.pool_configs(config)
+    lives = adapter.live_pools(alias, config)
+    for index, (pool_config, live) in enumerate(zip(configs, lives, strict=True)):
+        entry = pool_config.as_dict()
         report["pools"].append(entry)
-        secrets = secrets_of(url, options)
-        client = factory.connect(url)
+        client = live.client
         try:
             server = server_figures(client)
         except (RedisError, OSError) as exc:
             report["status"] = "fail"
-            entry["error"] = scrub(f"{type(exc).__name__}: {exc}", secrets)
+            entry["error"] = scrub(f"{type(exc).__name__}: {exc}", live.secrets)
             report["notes"].append(f"{entry['location']} unreachable: {entry['error']}")
             continue
-        if len(urls) > 1:
+        if len(configs) > 1:
             entry["server"] = server
         if index:
             continue
@@ -201,7 +197,7 @@ def alias_report(alias: str, config: Mapping[str, Any], me: Me) -> dict[str, Any
         except (RedisError, OSError) as exc:
             records = {}
             report["notes"].append(
-                scrub(f"published figures unreadable: {type(exc).__name__}: {exc}", secrets)
+                scrub(f"published figures unreadable: {type(exc).__name__}: {exc}", live.secrets)
             )
         report["processes"] = processes(connections, records, me)
         report["fleet"] = fleet(report["processes"], server)
@@ -210,12 +206,12 @@ def alias_report(alias: str, config: Mapping[str, Any], me: Me) -> dict[str, Any
 
 def full_report(concurrency: Concurrency, aliases: list[str] | None = None) -> dict[str, Any]:
     me = Me.here()
-    caches = {
-        alias: config
-        for alias, config in sized_aliases().items()
-        if aliases is None or alias in aliases
-    }
+    sized = sized_aliases(getattr(settings, "CACHES", {}))
     return {
         "concurrency": concurrency.as_dict(),
-        "caches": {alias: alias_report(alias, config, me) for alias, config in caches.items()},
+        "caches": {
+            alias: alias_report(alias, adapter, config, me)
+            for alias, (adapter, config) in sized.items()
+            if aliases is None or alias in aliases
+        },
     }

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import re
 import runpy
 import shlex
 from dataclasses import dataclass, field
@@ -17,11 +16,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from django_connhealth import defaults
 from django_connhealth.errors import SettingError
+from django_connhealth.parse import env_count, parse_count
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-
-_DIGITS = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -40,32 +38,6 @@ class Concurrency:
             "worker_class": self.worker_class,
             "sources": dict(self.sources),
         }
-
-
-def parse_count(name: str, value: object, *, minimum: int = 1) -> int:
-    """Read a whole number of at least ``minimum`` or raise SettingError."""
-    text = str(value).strip()
-    # Leading zeros stripped and length checked before int(): a string of more than
-    # 4300 digits would make int() raise ValueError instead of the error below.
-    digits = text.lstrip("0") or "0"
-    if (
-        not _DIGITS.fullmatch(text)
-        or len(digits) > len(str(defaults.MAX_COUNT))
-        or not minimum <= int(digits) <= defaults.MAX_COUNT
-    ):
-        raise SettingError(
-            f"{name}={value!r} is not valid",
-            f"set it to a whole number from {minimum} to {defaults.MAX_COUNT}, or unset it.",
-        )
-    return int(text)
-
-
-def env_count(environ: Mapping[str, str], name: str, *, minimum: int = 1) -> int | None:
-    """A count from ``environ``; ``None`` when unset or empty (blank is malformed)."""
-    value = environ.get(name, "")
-    if not value:
-        return None
-    return parse_count(name, value, minimum=minimum)
 
 
 # -- gunicorn -----------------------------------------------------------------

@@ -5,19 +5,66 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.views.decorators.csrf import csrf_exempt
 
 from django_connhealth.conf import conf
-from django_connhealth.probes import FAIL, PASS, health_document, readiness
+from django_connhealth.probes import FAIL, PASS, WARN, readiness, worst
+
+if TYPE_CHECKING:
+    from django_connhealth.probes import Result
 
 logger = logging.getLogger("django_connhealth")
 
 CONTENT_TYPE = "application/health+json"
 ALLOWED = ("GET", "HEAD")
+
+
+def health_document(results: list[Result], *, detail: bool) -> dict[str, Any]:
+    """An ``application/health+json`` body (draft-inadarei-api-health-check).
+
+    Without ``detail`` it names failing checks only, with their status: no
+    numbers, hosts or error text.
+    """
+    document: dict[str, Any] = {"status": worst(result.status for result in results)}
+    checks: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        key = f"redis.{result.alias}:responseTime"
+        if not detail:
+            if result.status != PASS:
+                entry = checks.setdefault(key, [{"status": result.status}])[0]
+                entry["status"] = worst((entry["status"], result.status))
+            continue
+        entry = {
+            "componentId": result.location,
+            "componentType": "datastore",
+            "observedValue": result.response_ms,
+            "observedUnit": "ms",
+            "status": result.status,
+            "time": result.time,
+        }
+        if result.output:
+            entry["output"] = result.output
+        checks.setdefault(key, []).append(entry)
+        figures = result.figures
+        if figures:
+            checks.setdefault(f"redis.{result.alias}:connections", []).append(
+                {
+                    "componentId": result.location,
+                    "componentType": "datastore",
+                    "observedValue": figures["in_use"],
+                    "observedUnit": "connections",
+                    "status": WARN if result.status == WARN else PASS,
+                    "time": result.time,
+                    **figures,
+                }
+            )
+    if checks:
+        document["checks"] = checks
+    return document
 
 
 def _response(request: HttpRequest, document: dict[str, Any]) -> HttpResponse:

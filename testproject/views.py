@@ -61,7 +61,7 @@ def pool(request: HttpRequest) -> JsonResponse:
     caches: dict[str, dict[str, Any]] = settings.CACHES
     recorded = caches["default"]["OPTIONS"]["CONNHEALTH"]  # what sized_caches() computed
     pools = [
-        {"alias": sized.alias, "host": sized.host, **sized.stats().as_dict()}
+        {"alias": sized.alias, "host": sized.host, **sized.figures().as_dict()}
         for sized in live_pools()
     ]
     return JsonResponse(

@@ -109,14 +109,10 @@ def _close_pools() -> Iterator[None]:
     from django.core.cache import caches
     from django_redis.pool import ConnectionFactory as DjangoRedisConnectionFactory
 
-    from django_connhealth import probes
-    from django_connhealth.factory import ConnectionFactory
+    from django_connhealth.process import reset_process_state
 
-    probes.checker.shutdown()
-    probes.readiness.clear()
-    probes.targets.clear()
     caches.close_all()
-    ConnectionFactory.disconnect_all()
+    reset_process_state()
     # django-redis's own pools, of tests that use its factory (unsized aliases)
     plain_pools: dict[str, Any] = DjangoRedisConnectionFactory._pools  # type: ignore[misc]
     for pool in plain_pools.values():

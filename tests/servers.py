@@ -265,7 +265,7 @@ def _worker_main(url: str, interval: float, hold: int) -> int:
     time.sleep(interval)
     backend.get("connhealth-test:worker")
     join_publishers()
-    print(json.dumps({"pid": os.getpid(), "stats": pool.stats().as_dict()}), flush=True)
+    print(json.dumps({"pid": os.getpid(), "stats": pool.figures().as_dict()}), flush=True)
     while True:
         ready, _, _ = select.select([sys.stdin], [], [], WORKER_TICK)
         if ready and not sys.stdin.readline():

@@ -15,9 +15,16 @@ from redis.connection import AbstractConnection, BlockingConnectionPool, Connect
 from redis.retry import Retry
 
 from django_connhealth import defaults
-from django_connhealth.caches import location_query, locations, sized_caches
-from django_connhealth.naming import ClientName, client_host, client_name, parse_client_name
-from django_connhealth.poolconfig import PoolConfig, pool_class, pool_config
+from django_connhealth.adapters.django_redis import (
+    location_query,
+    locations,
+    pool_class,
+    pool_config,
+)
+from django_connhealth.caches import sized_caches
+from django_connhealth.conf import client_host
+from django_connhealth.naming import ClientName, client_name, parse_client_name
+from django_connhealth.poolconfig import PoolConfig
 from django_connhealth.redact import redact_url
 
 PROPERTY = settings(

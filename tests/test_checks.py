@@ -5,6 +5,7 @@ Checks only read settings, so none of these tests needs a running Redis.
 
 from __future__ import annotations
 
+import importlib
 import io
 import sys
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,6 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-import django_connhealth
 from django_connhealth import sized_caches
 from django_connhealth.apps import ConnHealthConfig
 from django_connhealth.checks import check_redis_pools
@@ -552,22 +552,22 @@ def test_check_command_fails_on_an_error() -> None:
 
 
 def test_check_registered_for_the_caches_tag() -> None:
-    assert check_redis_pools in registry.get_checks()
+    registered: list[Any] = registry.get_checks()
+    assert check_redis_pools in registered
     assert Tags.caches in getattr(check_redis_pools, "tags", ())
 
 
 def test_app_config_ready_registers_the_checks(monkeypatch: pytest.MonkeyPatch) -> None:
     app_config = apps.get_app_config("django_connhealth")
     assert isinstance(app_config, ConnHealthConfig)
-    # Start from a registry without our check and a checks module not yet imported;
-    # monkeypatch puts the real ones back afterwards.
-    original = sys.modules["django_connhealth.checks"]
+    # Start from an empty registry; monkeypatch puts the real one back afterwards.
     monkeypatch.setattr(registry, "registered_checks", set())
-    monkeypatch.delitem(sys.modules, "django_connhealth.checks")
-    monkeypatch.delattr(django_connhealth, "checks")
+    importlib.reload(sys.modules["django_connhealth.checks"])
+    assert registry.registered_checks == set()  # importing the module registers nothing
 
     app_config.ready()
 
-    reimported = sys.modules["django_connhealth.checks"]
-    assert reimported is not original
-    assert registry.registered_checks == {reimported.check_redis_pools, reimported.check_settings}
+    from django_connhealth.checks import check_redis_pools, check_settings
+
+    registered: set[Any] = registry.registered_checks
+    assert registered == {check_redis_pools, check_settings}

@@ -31,7 +31,7 @@ from django.core.management.base import CommandError
 from django.test import override_settings
 
 from django_connhealth import publish, sized_caches
-from django_connhealth.naming import client_host
+from django_connhealth.conf import client_host
 from tests.helpers import redis_caches
 from tests.redis_server import free_port
 from tests.servers import Load, cache_worker, child_env
@@ -142,9 +142,9 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _publishing_left_on() -> Iterator[None]:
     """Running the command in-process must not switch off this process's publishing."""
-    assert publish.enabled is True
+    assert publish.is_enabled() is True
     yield
-    assert publish.enabled is True
+    assert publish.is_enabled() is True
 
 
 # ------------------------------------------------------------- JSON and table

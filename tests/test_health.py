@@ -26,8 +26,10 @@ from django.test import AsyncClient, Client, override_settings
 
 from django_connhealth import views
 from django_connhealth.checks import check_settings
+from django_connhealth.ping import Moment
 from django_connhealth.pool import PoolTimeoutError, SizedConnectionPool
-from django_connhealth.probes import Deadline, checker, holds_unread_reply, readiness, targets
+from django_connhealth.probes import prober, readiness, targets
+from django_connhealth.redispy import holds_unread_reply
 from tests.helpers import redis_caches
 
 if TYPE_CHECKING:
@@ -81,10 +83,7 @@ def _isolated_probes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     targets.clear()
     # Join the check threads (a check stuck on a dead socket ends with its
     # socket timeout), so none of them opens a connection after the pools close.
-    with checker._lock:
-        executor, checker._executor = checker._executor, None
-    if executor is not None:
-        executor.shutdown(wait=True)
+    prober.shutdown()
     assert set(threading.enumerate()) <= threads
 
 
@@ -325,7 +324,7 @@ def test_saturated_pool_warns_in_time(fresh_redis: RedisServer) -> None:
             for connection in held:
                 pool.release(connection)
         # The probe gave up at its own deadline: that is no wait timeout of the pool.
-        assert pool.stats().timeouts == 0
+        assert pool.figures().timeouts == 0
         assert body(client.get("/health/ready")) == {"status": "pass"}
 
 
@@ -341,7 +340,7 @@ def test_wait_timeout_in_the_app_warns_at_the_next_probe(fresh_redis: RedisServe
         finally:
             for connection in held:
                 pool.release(connection)
-        assert pool.stats().timeouts == 1
+        assert pool.figures().timeouts == 1
 
         response = client.get("/health/ready")
         assert response.status_code == 200
@@ -675,14 +674,14 @@ def test_check_under_way_in_another_process_is_not_joined(fresh_redis: RedisServ
         assert client.get("/health/ready").status_code == 200
         [target] = targets.get()
         never_done: Future[Any] = Future()
-        with checker._lock:
-            checker._this_process()
-            checker._running[target.pool] = (never_done, Deadline(time.monotonic() + 60))
-            checker._pid = -1  # as a child sees the state its parent left
+        with prober._lock:
+            prober._this_process()
+            prober._running[target.pool] = (never_done, Moment(time.monotonic() + 60))
+            prober._pid = -1  # as a child sees the state its parent left
         response, elapsed = timed(client.get, "/health/ready")
         assert response.status_code == 200, response.content
         assert elapsed < CHECK_TIMEOUT
-        assert checker._running[target.pool][0] is not never_done
+        assert prober._running[target.pool][0] is not never_done
 
 
 def test_cache_seconds_reuses_the_answer(fresh_redis: RedisServer) -> None:

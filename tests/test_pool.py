@@ -33,7 +33,7 @@ from redis.connection import BlockingConnectionPool
 
 from django_connhealth.factory import ConnectionFactory
 from django_connhealth.naming import client_name
-from django_connhealth.pool import PoolStats, PoolTimeoutError, SizedConnectionPool, live_pools
+from django_connhealth.pool import PoolFigures, PoolTimeoutError, SizedConnectionPool, live_pools
 from tests.helpers import redis_caches
 from tests.redis_server import free_port
 
@@ -201,7 +201,7 @@ def test_64_threads_share_one_pool_of_8_through_django_cache(redis_db: RedisDB) 
         assert ConnectionFactory._pools[redis_db.url] is pool
         assert pools_for(redis_db.server.port, redis_db.db, host) == [pool]
 
-        stats = pool.stats()
+        stats = pool.figures()
         assert stats.max_connections == 8
         assert stats.peak_in_use == 8
         assert stats.created == 8  # the peak opened every slot, and no more
@@ -264,7 +264,7 @@ def test_pool_timeout_raises_clear_error_through_django_cache(start_redis: Start
         assert_pool_timeout_message(cause)
         assert str(wrapped.value) == f"Redis PoolTimeoutError: {cause}"
         assert PASSWORD not in "".join(traceback.format_exception(wrapped.value))
-        stats = pool.stats()
+        stats = pool.figures()
         assert (stats.timeouts, stats.waits, stats.peak_in_use) == (2, 2, 2)
         assert (stats.in_use, stats.idle, stats.created) == (0, 2, 2)
         assert stats.wait_seconds >= 0.04
@@ -289,7 +289,7 @@ def test_pool_timeout_raises_clear_error_through_django_cache(start_redis: Start
         assert len(done) == 6
         assert done.count("held") >= 2
         assert done.count("timeout") >= 1
-        stats = pool.stats()
+        stats = pool.figures()
         assert stats.timeouts == 2 + done.count("timeout")
         assert stats.in_use == 0
         assert stats.created == 2
@@ -307,7 +307,7 @@ def test_every_connection_is_named_for_host_pid_and_alias(fresh_redis: RedisServ
         held = [acquire(pool) for _ in range(3)]
         for connection in held:
             release(pool, connection)
-        assert pool.stats().created == 3
+        assert pool.figures().created == 3
 
         expected = client_name("web-1", os.getpid(), "default")
         assert expected == f"connhealth:web-1:{os.getpid()}:default"
@@ -366,7 +366,7 @@ def _child(pool: SizedConnectionPool, report_fd: int, go_fd: int) -> None:
     code = 1
     try:
         try:
-            before = pool.stats().as_dict()
+            before = pool.figures().as_dict()
             value = cache.get("k")
             conn_name = cache.client.get_client().client_getname()
             if isinstance(conn_name, bytes):
@@ -377,7 +377,7 @@ def _child(pool: SizedConnectionPool, report_fd: int, go_fd: int) -> None:
                 "name": conn_name,
                 "same_pool": pool_of(cache) is pool,
                 "before": before,
-                "after": pool.stats().as_dict(),
+                "after": pool.figures().as_dict(),
             }
         except BaseException:
             report = {"error": traceback.format_exc()}
@@ -411,7 +411,7 @@ def test_forked_child_opens_its_own_named_connection(
     with override_settings(CACHES=config):
         cache.set("k", "v")
         pool = pool_of(cache)
-        parent_before = pool.stats()
+        parent_before = pool.figures()
         assert (parent_before.max_connections, parent_before.created) == (3, 1)
         assert len(named(redis_db.server, our_name(host))) == 1
 
@@ -462,9 +462,9 @@ def test_forked_child_opens_its_own_named_connection(
         assert len(parent_entries) == 1
         assert child_entries[0]["id"] != parent_entries[0]["id"]
 
-        assert pool.stats() == parent_before
+        assert pool.figures() == parent_before
         assert cache.get("k") == "v"
-        assert pool.stats().created == 1
+        assert pool.figures().created == 1
         assert len(named(redis_db.server, our_name(host))) == 1
 
 
@@ -479,7 +479,7 @@ def test_stats_reset_peak_and_consistency(redis_db: RedisDB) -> None:
         cache.set("k", "v")
         pool = pool_of(cache)
 
-        def check(stats: PoolStats) -> None:
+        def check(stats: PoolFigures) -> None:
             free_slots = len(pool.pool.queue)
             assert stats.in_use + free_slots == stats.max_connections == 8
             assert stats.in_use + stats.idle == stats.created <= stats.max_connections
@@ -487,25 +487,27 @@ def test_stats_reset_peak_and_consistency(redis_db: RedisDB) -> None:
         held = [acquire(pool) for _ in range(3)]
         release(pool, held.pop())
         release(pool, held.pop())
-        stats = pool.stats()
+        stats = pool.figures()
         check(stats)
         assert (stats.in_use, stats.idle, stats.created, stats.peak_in_use) == (1, 2, 3, 3)
         assert (stats.waits, stats.wait_seconds, stats.timeouts) == (0, 0.0, 0)
 
-        old = pool.stats(reset_peak=True)
+        old = pool.figures()
+        pool.restart_peak()
         assert old == stats
         assert old.peak_in_use == 3
-        assert pool.stats().peak_in_use == 1  # the use at the reset
+        assert pool.figures().peak_in_use == 1  # the use at the reset
 
         held.append(acquire(pool))
-        assert pool.stats().peak_in_use == 2
+        assert pool.figures().peak_in_use == 2
         for connection in held:
             release(pool, connection)
-        final = pool.stats()
+        final = pool.figures()
         check(final)
         assert (final.in_use, final.idle, final.created, final.peak_in_use) == (0, 3, 3, 2)
-        assert pool.stats(reset_peak=True).peak_in_use == 2
-        assert pool.stats().peak_in_use == 0
+        assert pool.figures().peak_in_use == 2
+        pool.restart_peak()
+        assert pool.figures().peak_in_use == 0
         assert final.as_dict() == {
             "max_connections": 8,
             "created": 3,
@@ -552,7 +554,7 @@ def test_connection_killed_server_side_is_replaced(redis_db: RedisDB, host: str)
         assert cache.get("k") == "v"
         (again,) = named(redis_db.server, our_name(host))
         assert again["id"] != entry["id"]
-        stats = pool.stats()
+        stats = pool.figures()
         assert (stats.created, stats.in_use, stats.idle) == (1, 0, 1)
 
 
@@ -588,7 +590,7 @@ def test_command_is_retried_when_its_connection_drops(redis_db: RedisDB, host: s
         assert outcome == [(b"queue", b"x")]
         (again,) = named(redis_db.server, our_name(host))
         assert again["id"] != entry["id"]
-        assert pool_of(cache).stats().created == 1
+        assert pool_of(cache).figures().created == 1
 
 
 def test_restarted_server_is_reconnected(fresh_cache: RedisServer, host: str) -> None:
@@ -598,7 +600,7 @@ def test_restarted_server_is_reconnected(fresh_cache: RedisServer, host: str) ->
     cache.set("k", "again")
     assert cache.get("k") == "again"
     assert [entry["name"] for entry in fresh_cache.client_list()] == [our_name(host)]
-    stats = pool.stats()
+    stats = pool.figures()
     assert (stats.created, stats.in_use, stats.timeouts) == (1, 0, 0)
 
 
@@ -612,7 +614,7 @@ def test_killed_server_fails_fast(fresh_cache: RedisServer) -> None:
     assert elapsed < 2.0
     raised_through_cache(info.value)
     assert not isinstance(info.value, PoolTimeoutError)
-    stats = pool.stats()
+    stats = pool.figures()
     assert (stats.in_use, stats.timeouts, stats.waits) == (0, 0, 0)
 
 
@@ -637,7 +639,7 @@ def test_paused_server_fails_within_socket_timeout_without_retry(
     elapsed = time.monotonic() - started
     raised_through_cache(info.value)
     assert 0.25 <= elapsed < 2 * 0.3
-    assert pool.stats().in_use == 0
+    assert pool.figures().in_use == 0
 
     fresh_cache.resume()
     assert cache.get("k") == "v"
@@ -694,6 +696,6 @@ def test_refused_connection_is_not_a_pool_timeout() -> None:
         with pytest.raises(redis.ConnectionError) as raw:
             redis.Redis(connection_pool=pool).ping()
         assert not isinstance(raw.value, PoolTimeoutError)
-        stats = pool.stats()
+        stats = pool.figures()
         assert (stats.in_use, stats.timeouts, stats.waits, stats.created) == (0, 0, 0, 1)
         assert len(pool.pool.queue) == stats.max_connections  # every slot came back

@@ -24,7 +24,7 @@ import redis
 from django.core.cache import cache as default_cache
 from django.test import override_settings
 
-from django_connhealth import publish
+from django_connhealth import defaults, publish
 from django_connhealth.pool import SizedConnectionPool
 from tests.helpers import redis_caches
 from tests.servers import _get_connection, join_publishers, publisher_threads
@@ -126,7 +126,7 @@ def test_release_publishes_a_record(redis_db: RedisDB) -> None:
     assert before <= record["published_at"] <= after
     assert 0 < pttl <= 3000
     assert score == pytest.approx(record["published_at"])
-    assert 0 < index_ttl <= publish.INDEX_SECONDS
+    assert 0 < index_ttl <= defaults.INDEX_SECONDS
 
 
 def test_record_ttl_is_at_least_one_second(redis_db: RedisDB) -> None:
@@ -205,7 +205,7 @@ def test_at_most_one_publish_per_interval_under_32_threads(start_redis: StartRed
         join_publishers()
         elapsed = time.monotonic() - started
         pool = pool_of(cache)
-        stats = pool.stats()
+        stats = pool.figures()
         with server.client() as client:
             members = client.zrange("connhealth:pools:default", 0, -1)
             record = read_record(client, host)
@@ -242,12 +242,11 @@ def test_full_pool_skips_the_publish_without_waiting(redis_db: RedisDB) -> None:
             published = publish.publish(pool, 1.0)
             took = time.monotonic() - started
             # The background path too: started, skipped, its lock given back.
-            assert pool.publishing.acquire(blocking=False)
-            publish.publish_in_background(pool, 1.0)
+            assert not publish.in_flight(pool)
+            assert publish.on_due(pool) == 1.0
             join_publishers()
-            assert pool.publishing.acquire(blocking=False)
-            pool.publishing.release()
-            stats = pool.stats()
+            assert not publish.in_flight(pool)
+            stats = pool.figures()
             named = [
                 entry
                 for entry in redis_db.server.client_list()
@@ -316,7 +315,7 @@ def test_interval_zero_publishes_nothing(redis_db: RedisDB) -> None:
         assert publisher_threads() == []
         pool = pool_of(cache)
         # Off: the setting is looked at again only every few seconds, not per call.
-        assert pool.pool.next_publish > time.monotonic()
+        assert pool.slots.due_at > time.monotonic()
         with redis_db.server.client(redis_db.db) as client:
             keys = client.keys("connhealth:*")
     assert keys == []
@@ -416,7 +415,7 @@ def test_unpublish_all_removes_this_process_records(redis_db: RedisDB) -> None:
             client.set(record_key(host, 1), json.dumps({"pid": 1}), ex=60)
             client.zadd("connhealth:pools:default", {record_key(host, 1): time.time()})
         time.sleep(0.3)  # a publish is due again: unpublishing must not set one off
-        publish._unpublish_all()
+        publish.unpublish_all()
         join_publishers()
         time.sleep(0.1)
         join_publishers()

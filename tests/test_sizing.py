@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 
 from django_connhealth import defaults
 from django_connhealth.caches import sized_caches
+from django_connhealth.parse import parse_count
 from django_connhealth.sizing import (
     Concurrency,
     gunicorn_argv,
     gunicorn_settings,
-    parse_count,
     parse_gunicorn_args,
     pool_size,
     resolve_concurrency,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from django_connhealth.naming import client_host
+from django_connhealth.conf import client_host
 from testproject.demo import fan_out, get, gunicorn_no_control_socket
 from tests.redis_server import free_port
 from tests.servers import child_env, start_logged, stop_group

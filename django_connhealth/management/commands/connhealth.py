@@ -9,11 +9,15 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_connhealth import publish
-from django_connhealth.probes import sized_aliases
+from django_connhealth import defaults, publish
+from django_connhealth.adapters import sized_aliases
+from django_connhealth.errors import SettingError
+from django_connhealth.knobs import KNOBS
+from django_connhealth.parse import parse_seconds
 from django_connhealth.report import full_report
 from django_connhealth.sizing import gunicorn_argv, resolve_concurrency
 
@@ -32,25 +36,20 @@ COLUMNS = (
     ("MAX", "max_connections"),
     ("AGE", "age_seconds"),
 )
-POOL_KEYS = (
-    "max_connections",
-    "timeout",
-    "socket_timeout",
-    "socket_connect_timeout",
-    "health_check_interval",
-)
 
 
-def _seconds(value: str) -> float:
+def _watch_seconds(value: str) -> float:
     try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not 0.1 <= seconds <= 3600:
-        raise CommandError(
-            f"--watch {value!r} is not valid: give a number of seconds from 0.1 to 3600."
+        return parse_seconds(
+            "--watch",
+            value,
+            minimum=defaults.WATCH_MIN_SECONDS,
+            zero=False,
+            maximum=defaults.WATCH_MAX_SECONDS,
+            flag=True,
         )
-    return seconds
+    except SettingError as exc:
+        raise CommandError(str(exc)) from None
 
 
 class Command(BaseCommand):
@@ -84,19 +83,16 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        # This process reads figures; it has none worth publishing. Restored after,
+        # This process reads figures; it has none worth publishing. Resumed after,
         # for a process that runs the command in-process (call_command) and goes on.
-        enabled, publish.enabled = publish.enabled, False
-        try:
+        with publish.paused():
             self._handle(options)
-        finally:
-            publish.enabled = enabled
 
     def _handle(self, options: dict[str, Any]) -> None:
-        watch = None if options["watch"] is None else _seconds(options["watch"])
+        watch = None if options["watch"] is None else _watch_seconds(options["watch"])
         self.watching = watch is not None
         aliases = options["aliases"]
-        sized = sized_aliases()
+        sized = sized_aliases(getattr(settings, "CACHES", {}))
         if aliases:
             unknown = [alias for alias in aliases if alias not in sized]
             if unknown:
@@ -161,13 +157,13 @@ class Command(BaseCommand):
                 f"{self.style.MIGRATE_HEADING(f'Cache {alias!r}')}  {style(cache['status'])}",
             ]
             for pool in cache["pools"]:
-                settings = "  ".join(
+                knob_text = "  ".join(
                     f"{key} {pool[key]} ({pool['sources'][key]})"
-                    for key in POOL_KEYS
+                    for key in (knob.kwarg for knob in KNOBS)
                     if key in pool
                 )
                 lines.append(f"  pool {pool['location']}")
-                lines.append(f"    {settings}")
+                lines.append(f"    {knob_text}")
                 if "server" in pool:
                     lines.append(f"    server {self._server(pool['server'])}")
             if cache["server"] is not None:

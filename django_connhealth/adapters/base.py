@@ -1,0 +1,87 @@
+"""What an adapter says about one kind of cache backend.
+
+Sizing, readiness, the checks and the report know nothing of a backend's
+settings: they ask its adapter how to size an alias, which pools it has in
+this process, what those pools run with and under which name they appear on
+the server.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from django.core.checks import CheckMessage
+    from redis import ConnectionPool, Redis
+
+    from django_connhealth.poolconfig import PoolConfig
+    from django_connhealth.sizing import Concurrency
+
+
+@dataclass(frozen=True)
+class SizingPlan:
+    """What every alias is sized from: this process's concurrency and naming."""
+
+    concurrency: Concurrency
+    headroom: int
+    host: str
+    #: the whole CACHES setting, for pools that several aliases share
+    caches: Mapping[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class LivePool:
+    """One pool of one alias in this process, and what keeps its secrets out of output."""
+
+    alias: str
+    url: str
+    client: Redis
+    secrets: tuple[str, ...] = ()
+
+    @property
+    def pool(self) -> ConnectionPool:
+        return self.client.connection_pool
+
+
+class Adapter(ABC):
+    """One kind of Redis cache backend."""
+
+    @abstractmethod
+    def handles(self, config: Mapping[str, Any]) -> bool:
+        """Whether this adapter speaks for a CACHES entry."""
+
+    @abstractmethod
+    def size(self, alias: str, config: Mapping[str, Any], plan: SizingPlan) -> dict[str, Any]:
+        """A copy of ``config`` with the pool settings the user did not set filled in."""
+
+    @abstractmethod
+    def is_sized(self, config: Mapping[str, Any]) -> bool:
+        """Whether ``config`` went through :meth:`size`."""
+
+    @abstractmethod
+    def pool_name(self, alias: str, config: Mapping[str, Any]) -> str:
+        """The alias part of the names of its connections and published records."""
+
+    @abstractmethod
+    def pool_host(self, config: Mapping[str, Any]) -> str | None:
+        """The host part of those names, when sizing fixed one."""
+
+    @abstractmethod
+    def pool_configs(self, config: Mapping[str, Any]) -> list[PoolConfig]:
+        """What each of the alias's pools runs with, one per server URL."""
+
+    @abstractmethod
+    def live_pools(self, alias: str, config: Mapping[str, Any]) -> list[LivePool]:
+        """The alias's pools in this process (built on first use), one per server URL."""
+
+    def check(self, alias: str, config: Mapping[str, Any]) -> Iterable[CheckMessage]:
+        """System checks of one alias's backend-specific settings."""
+        return ()
+
+    def check_caches(self, caches: Mapping[str, Mapping[str, Any]]) -> Iterable[CheckMessage]:
+        """System checks across the aliases this adapter handles."""
+        return ()

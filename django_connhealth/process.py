@@ -1,0 +1,70 @@
+"""This process's state, and the one place it is reset.
+
+Module-level state of the app: the registry of sized pools, the pools the
+connection factories keep, the readiness targets, prober and cached results,
+the publishing locks, the settings cache and the health URL lookup.
+:func:`reset_process_state` forgets it all; tests call it, and so does a
+forked child, which keeps only the pools its cache clients already hold
+(redis-py resets each on its first use there).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from typing import Any
+
+from django_connhealth import conf, middleware, pool, probes, publish
+from django_connhealth.factory import ConnectionFactory
+
+
+def reset_process_state(*, forked: bool = False) -> None:
+    """Forget every process-global.
+
+    Unless ``forked``, the prober's threads are stopped, every pooled
+    connection is closed and the factories and the registry forget their
+    pools, so the next use builds new ones. ``forked`` (a child just made by
+    ``os.fork()``) acquires no lock, since a parent's thread may have held one.
+    """
+    if forked:
+        probes.prober.forget()
+    else:
+        probes.prober.shutdown()
+    probes.readiness.clear()
+    probes.targets.clear()
+    publish.forget()
+    conf.forget()
+    middleware.forget_paths()
+    if not forked:
+        ConnectionFactory.disconnect_all()
+        pool.registry.clear()
+
+
+def _after_fork() -> None:
+    reset_process_state(forked=True)
+
+
+def on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    """The ``setting_changed`` receiver: forget what was worked out from ``setting``."""
+    conf.forget(setting)
+    if setting == "CACHES":
+        # results and pools of the old CACHES answer nothing about the new one
+        probes.targets.clear()
+        probes.readiness.clear()
+    elif setting == "CONNHEALTH_CACHE_SECONDS":
+        probes.readiness.clear()
+    elif setting == "ROOT_URLCONF":
+        middleware.forget_paths()
+
+
+_installed = False
+
+
+def install_process_hooks() -> None:
+    """Publish from every sized pool, unpublish at exit, reset in a forked child (once)."""
+    global _installed
+    pool.set_due_hook(publish.on_due)
+    if not _installed:
+        atexit.register(publish.unpublish_all)
+        os.register_at_fork(after_in_child=_after_fork)
+        _installed = True

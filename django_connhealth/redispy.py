@@ -1,0 +1,176 @@
+"""Every use of redis-py's private parts, in one place.
+
+A redis-py release that changes its internals changes this file only: the
+socket of a connection (``_sock``), the redis-py 8 client-side-cache proxy
+(``_conn``), parser buffers and the hiredis "nothing parsed" sentinel, the
+defaults of a connection's keyword arguments, and the raw RESP PING a probe
+writes straight to a pooled socket.
+"""
+
+from __future__ import annotations
+
+import inspect
+import socket
+import time
+from functools import cache
+from typing import TYPE_CHECKING, Any, Protocol
+
+from redis.connection import AbstractConnection, ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+PING = b"*1\r\n$4\r\nPING\r\n"
+PONG = b"+PONG\r\n"
+
+
+class Deadline(Protocol):
+    """A ``time.monotonic()`` moment, read at each wait: it may move later meanwhile."""
+
+    at: float
+
+
+class UnexpectedReply(RedisConnectionError):
+    """The server answered a PING with something else: an error, or stale data."""
+
+
+def real_connection(connection: Any) -> Any:
+    """The connection itself, under redis-py 8's client-side-cache proxy if any."""
+    return getattr(connection, "_conn", connection)
+
+
+def is_open(connection: Any) -> bool:
+    """Whether ``connection`` (a free pool slot: maybe ``None``) holds an open socket."""
+    return getattr(real_connection(connection), "_sock", None) is not None
+
+
+def set_client_name(connection: Any, name: str) -> None:
+    """Make ``connection`` send ``CLIENT SETNAME name`` when it connects."""
+    real_connection(connection).client_name = name
+
+
+def holds_unread_reply(connection: Any) -> bool:
+    """Whether redis-py's parser on ``connection`` holds a reply nobody has read.
+
+    ``can_read()`` moves a waiting reply into the parser (redis-py's own
+    parsers always, hiredis before redis-py 8), and redis-py 8 with RESP3 no
+    longer looks for one at checkout: the next command would read it as its
+    own. The probe never reads through the parser, so it drops such a
+    connection instead of handing it back.
+    """
+    parser = getattr(connection, "_parser", None)
+    unread_bytes = getattr(getattr(parser, "_buffer", None), "unread_bytes", None)
+    if unread_bytes is not None:  # redis-py's own parsers
+        return bool(unread_bytes())
+    reader = getattr(parser, "_reader", None)
+    if reader is None:
+        return False
+    if getattr(reader, "has_data", lambda: False)():
+        return True
+    # redis-py 5's hiredis parser keeps a reply it has already parsed aside.
+    parsed = getattr(parser, "_next_response", _NOTHING_PARSED)
+    return parsed is not _NOTHING_PARSED and parsed is not False
+
+
+def _nothing_parsed() -> object:
+    """The sentinel of redis-py 5's hiredis parser for "no reply parsed yet".
+
+    Looked up so that a redis-py without it (8 has no such sentinel) still
+    imports this module.
+    """
+    try:
+        from redis._parsers import hiredis
+    except ImportError:  # pragma: no cover - every supported redis-py has the module
+        return object()
+    return getattr(hiredis, "NOT_ENOUGH_DATA", object())
+
+
+_NOTHING_PARSED = _nothing_parsed()
+
+
+def ping(connection: Any, deadline: Deadline) -> None:
+    """One PING on ``connection`` (connecting it if need be), answered by ``deadline``.
+
+    The PING is written to the
+    socket and its reply read from it, past redis-py's parser: readiness
+    probes run every few seconds on every pod, and the parser would double
+    their cost. A redis-py 8 cache proxy does its own I/O: it goes through
+    redis-py.
+    """
+    connection.connect()  # nothing to do when connected; bounded by the connect timeout
+    sock = getattr(connection, "_sock", None)
+    if not isinstance(sock, socket.socket):
+        ping_through_parser(connection, deadline)
+        return
+    reply = b""
+    try:
+        sock.settimeout(_remaining(deadline))
+        sock.sendall(PING)
+        while not reply.endswith(b"\r\n"):
+            sock.settimeout(_remaining(deadline))
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise RedisConnectionError("Connection closed by server.")
+            reply += chunk
+    except TimeoutError:  # socket.timeout
+        raise RedisTimeoutError("no answer in time") from None
+    finally:
+        sock.settimeout(connection.socket_timeout)
+    if reply != PONG:
+        text = reply[1:].strip() if reply.startswith(b"-") else reply[:80]
+        raise UnexpectedReply(f"PING answered with {text.decode(errors='replace')!r}")
+
+
+def _remaining(deadline: Deadline) -> float:
+    remaining = deadline.at - time.monotonic()
+    if remaining <= 0:
+        raise RedisTimeoutError("no answer in time")
+    return remaining
+
+
+def ping_through_parser(connection: Any, deadline: Deadline) -> None:
+    """One PING through redis-py's own send and parser, answered by ``deadline``."""
+    connection.send_command("PING", check_health=False)
+    remaining = deadline.at - time.monotonic()
+    if remaining <= 0 or not connection.can_read(timeout=remaining):
+        raise RedisTimeoutError("no answer in time")
+    connection.read_response()
+
+
+def run_commands(connection: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Send ``commands`` in one write and read every reply: a pipeline on one connection.
+
+    Every reply is read before an error reply is raised, so the connection
+    is left clean either way.
+    """
+    connection.send_packed_command(connection.pack_commands(commands))
+    replies: list[Any] = []
+    error: ResponseError | None = None
+    for _ in commands:
+        try:
+            replies.append(connection.read_response())
+        except ResponseError as exc:
+            error = error or exc
+            replies.append(exc)
+    if error is not None:
+        raise error
+    return replies
+
+
+def checkout_args() -> tuple[str, ...]:
+    """What ``ConnectionPool.get_connection`` needs: a command name before redis-py 5.3."""
+    parameter = inspect.signature(ConnectionPool.get_connection).parameters.get("command_name")
+    return ("PING",) if parameter is not None and parameter.default is parameter.empty else ()
+
+
+@cache
+def connection_defaults() -> dict[str, Any]:
+    """redis-py's defaults for the connection keywords a pool passes on."""
+    params = inspect.signature(AbstractConnection.__init__).parameters
+    return {
+        name: params[name].default
+        for name in ("socket_timeout", "socket_connect_timeout", "health_check_interval")
+    }
