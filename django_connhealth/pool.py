@@ -26,6 +26,7 @@ from redis.retry import Retry
 
 from django_connhealth import defaults
 from django_connhealth.conf import client_host
+from django_connhealth.errors import PoolTimeoutError as PoolTimeoutError  # re-exported: callers catch it from here
 from django_connhealth.naming import client_name
 from django_connhealth.redispy import is_open, set_client_name
 
@@ -34,14 +35,6 @@ if TYPE_CHECKING:
 
     #: Called with a pool when it is due; returns the seconds until it is due again.
     DueHook = Callable[["SizedConnectionPool"], float]
-
-
-class PoolTimeoutError(RedisConnectionError):
-    """No connection came free within the pool's wait timeout (or a caller's deadline).
-
-    A subclass of redis-py's ConnectionError, so django-redis handles it as it
-    handles any connection failure (``DJANGO_REDIS_IGNORE_EXCEPTIONS`` included).
-    """
 
 
 class CountingQueue(LifoQueue[Any]):
@@ -80,7 +73,6 @@ class CountingQueue(LifoQueue[Any]):
             self.on_due()
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        """A free slot, waiting up to ``timeout`` (redis-py's checkout calls this)."""
         with self.mutex:
             if self.queue:
                 return self._take()
