@@ -400,9 +400,9 @@ def test_forked_child_opens_its_own_named_connection(
         # earlier tests leave library thread pools behind (asgiref's, for one): run
         # this test again in a fresh interpreter, where the only thread is ours.
         # From ROOT, with this run's configuration: named by path, as the cwd differs.
-        config = request.config
-        args = ["-q", "-p", "no:cacheprovider", "--rootdir", str(config.rootpath)]
-        args += ["-c", str(config.inipath), f"{request.path}::{request.node.name}"]
+        this_run = request.config
+        args = ["-q", "-p", "no:cacheprovider", "--rootdir", str(this_run.rootpath)]
+        args += ["-c", str(this_run.inipath), f"{request.path}::{request.node.name}"]
         result = subprocess.run(
             [sys.executable, "-m", "pytest", *args],
             cwd=ROOT,
