@@ -47,7 +47,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from types import FrameType
 
-ROOT = Path(__file__).resolve().parent.parent
+# Where this package was imported from, links kept: under tox the directory of links
+# tests/import_root.py makes, so gunicorn imports django_connhealth from the wheel.
+ROOT = Path(__file__).absolute().parent.parent
 HOST = "127.0.0.1"
 #: Seconds to wait for redis-server, then gunicorn, to answer (a loaded CI box is slow).
 READY_TIMEOUT = 30.0

@@ -21,6 +21,7 @@ def main() -> None:
 if __name__ == "__main__":
     if not __package__:
         # Run as a script: Python put testproject/ on sys.path; the project
-        # package needs its parent there instead.
-        sys.path[0] = str(Path(__file__).resolve().parent.parent)
+        # package needs its parent there instead (as given, links kept: the
+        # directory tests/import_root.py makes has only tests/ and testproject/).
+        sys.path[0] = str(Path(__file__).absolute().parent.parent)
     main()

@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self
 
-ROOT = Path(__file__).resolve().parent.parent
+# Not resolved: under tox, the directory of links tests/import_root.py makes, so a
+# child started here imports django_connhealth from where this process does.
+ROOT = Path(__file__).absolute().parent.parent
 #: Seconds a worker may take to start, publish and say so (a loaded box is slow).
 READY_TIMEOUT = 30.0
 #: Seconds a worker may take to exit once its stdin closes.

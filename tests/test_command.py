@@ -43,7 +43,9 @@ if TYPE_CHECKING:
     from tests.redis_server import SilentListener
 
 PID = os.getpid()
-ROOT = Path(__file__).resolve().parent.parent
+# Not resolved: under tox, the directory of links tests/import_root.py makes, so a
+# child started here imports django_connhealth from where this process does.
+ROOT = Path(__file__).absolute().parent.parent
 #: Upper bound for waits that usually take a fraction of a second.
 SLOW = 30.0
 #: What an unreachable alias may take to report (socket timeouts are 0.5 s and

@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 
     from tests.conftest import RedisDB
 
-ROOT = Path(__file__).resolve().parent.parent
+# Not resolved: under tox, the directory of links tests/import_root.py makes, so a
+# child started here imports django_connhealth from where this process does.
+ROOT = Path(__file__).absolute().parent.parent
 #: Seconds for gunicorn to boot and answer, and for it to stop.
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
