@@ -6,7 +6,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from django_connhealth.adapters import SizingPlan, adapter_for
+from django_connhealth.adapters.base import SizingPlan
+from django_connhealth.adapters.registry import adapter_for
 from django_connhealth.conf import client_host, pool_headroom
 from django_connhealth.sizing import gunicorn_argv, resolve_concurrency
 

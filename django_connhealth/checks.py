@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 
 from django_connhealth import defaults
-from django_connhealth.adapters import ADAPTERS, adapter_for
+from django_connhealth.adapters.registry import ADAPTERS, adapter_for
 from django_connhealth.conf import SETTING_NAMES, conf
 from django_connhealth.errors import SettingError
 from django_connhealth.knobs import KNOBS, ignored_option
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from django.apps import AppConfig
 
-    from django_connhealth.adapters import Adapter
+    from django_connhealth.adapters.base import Adapter
 
 
 def check_redis_pools(

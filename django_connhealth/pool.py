@@ -26,9 +26,11 @@ from redis.retry import Retry
 
 from django_connhealth import defaults
 from django_connhealth.conf import client_host
-from django_connhealth.errors import PoolTimeoutError as PoolTimeoutError  # re-exported: callers catch it from here
+from django_connhealth.errors import (
+    PoolTimeoutError as PoolTimeoutError,  # re-exported: callers catch it from here
+)
 from django_connhealth.naming import client_name
-from django_connhealth.redispy import is_open, set_client_name
+from django_connhealth.redispy import is_open, own_pool, set_client_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -258,7 +260,7 @@ class SizedConnectionPool(BlockingConnectionPool):
         extras (a poll for unread data, metrics hooks). The caller tells a dead or
         dirty connection by itself. Give it back with :meth:`checkin`.
         """
-        self._checkpid()
+        own_pool(self)
         slot = self.pool.get_by(deadline, self.timeout)
         if slot is not None:
             return slot
@@ -278,7 +280,7 @@ class SizedConnectionPool(BlockingConnectionPool):
 
     def figures(self) -> PoolFigures:
         """A consistent reading of this pool's counters, in this process."""
-        self._checkpid()
+        own_pool(self)
         queue = self.pool
         with queue.mutex:
             return PoolFigures(

@@ -23,7 +23,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from django_connhealth import defaults
-from django_connhealth.adapters import sized_aliases
+from django_connhealth.adapters.registry import sized_aliases
 from django_connhealth.ping import Moment, bounded_ping
 from django_connhealth.pool import PoolTimeoutError, SizedConnectionPool
 from django_connhealth.redact import redact_url, scrub
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from redis import ConnectionPool
 
-    from django_connhealth.adapters import LivePool
+    from django_connhealth.adapters.base import LivePool
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 _RANK = {PASS: 0, WARN: 1, FAIL: 2}

@@ -47,6 +47,11 @@ def is_open(connection: Any) -> bool:
     return getattr(real_connection(connection), "_sock", None) is not None
 
 
+def own_pool(pool: Any) -> None:
+    """Reset ``pool`` if this process did not create it (a forked child's first use)."""
+    pool._checkpid()
+
+
 def set_client_name(connection: Any, name: str) -> None:
     """Make ``connection`` send ``CLIENT SETNAME name`` when it connects."""
     real_connection(connection).client_name = name

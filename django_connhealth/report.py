@@ -17,7 +17,7 @@ from django.conf import settings
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from django_connhealth import defaults
-from django_connhealth.adapters import sized_aliases
+from django_connhealth.adapters.registry import sized_aliases
 from django_connhealth.conf import client_host
 from django_connhealth.naming import parse_client_name
 from django_connhealth.publish import index_key
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from redis import Redis
 
-    from django_connhealth.adapters import Adapter
+    from django_connhealth.adapters.base import Adapter
     from django_connhealth.sizing import Concurrency
 
 FIGURES = ("in_use", "idle", "peak_in_use", "waits", "wait_seconds", "timeouts", "max_connections")

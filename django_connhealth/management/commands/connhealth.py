@@ -14,7 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_connhealth import defaults, publish
-from django_connhealth.adapters import sized_aliases
+from django_connhealth.adapters.registry import sized_aliases
 from django_connhealth.errors import SettingError
 from django_connhealth.knobs import KNOBS
 from django_connhealth.parse import parse_seconds
