@@ -261,6 +261,9 @@ def test_demo_runs_for_its_duration_and_leaves_no_process() -> None:
     assert re.search(r"^redis-server \(pid \d+\) stopped$", out, re.MULTILINE), out
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 class Lines:
     """What a child writes to ``fd`` (a pipe, or a terminal's main side), line by line.
 
@@ -288,11 +291,16 @@ class Lines:
             if not chunk:
                 break
             *complete, pending = (pending + chunk).split(b"\n")
-            for line in complete:  # a terminal ends its lines with \r\n
-                self._queue.put(line.rstrip(b"\r").decode(errors="replace") + "\n")
+            for line in complete:
+                self._queue.put(self._plain(line) + "\n")
         if pending:
-            self._queue.put(pending.decode(errors="replace"))
+            self._queue.put(self._plain(pending))
         self._queue.put(None)
+
+    @staticmethod
+    def _plain(line: bytes) -> str:
+        """Without a terminal's \\r and colours (tox colours the lines of stderr)."""
+        return ANSI_ESCAPE.sub("", line.rstrip(b"\r").decode(errors="replace"))
 
     def until(self, line: str, timeout: float) -> str:
         """The output up to and with ``line``; fails if it ends or ``timeout`` passes first."""
