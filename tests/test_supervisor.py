@@ -107,7 +107,8 @@ def test_child_dying_before_ready_names_its_status_and_log_tail(tmp_path: Path) 
     log = tmp_path / "server.log"
     extra = tmp_path / "server-own.log"
     extra.write_text("its own log file\n")
-    code = "import sys\nfor n in range(50): print(f'line {n}')\nsys.stdout.flush()\nsys.exit('bad option --frob')"
+    code = "import sys\nfor n in range(50): print(f'line {n}')\nsys.stdout.flush()\n"
+    code += "sys.exit('bad option --frob')"
     child = start(python(code), name="server", log=log, also_logs=[extra])
     with pytest.raises(NotReady) as error:
         child.wait_until(lambda: False, SLOW, "answering")
