@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from testproject import supervisor  # noqa: E402
-from testproject.supervisor import HOST, Child, NotReady, free_port  # noqa: E402
+from testproject.supervisor import HOST, Child, NotReady, free_port, processes  # noqa: E402
 from testproject.traffic import get  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
@@ -173,7 +173,7 @@ class Gunicorn:
         assert self.child is not None
         sockets = _established_sockets(self.port)
         counts = []
-        for pid in _children(self.child.pid):
+        for pid in processes(parent=self.child.pid):
             held = 0
             with contextlib.suppress(OSError):  # a worker that just exited
                 for fd in Path(f"/proc/{pid}/fd").iterdir():
@@ -210,15 +210,6 @@ def _established_sockets(port: int) -> set[str]:
                 if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
                     found.add(f"socket:[{inode}]")
     return found
-
-
-def _children(pid: int) -> list[int]:
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
-                children.append(int(stat.parent.name))
-    return children
 
 
 # -- load -----------------------------------------------------------------------------

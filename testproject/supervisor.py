@@ -36,8 +36,10 @@ __all__ = [
     "NotReady",
     "accepts",
     "free_port",
+    "processes",
     "read_line",
     "reap",
+    "running",
     "start",
     "tail",
 ]
@@ -314,3 +316,29 @@ def reap(pid: int, timeout: float) -> int:
             os.waitpid(pid, 0)
             return -signal.SIGKILL
         time.sleep(0.01)
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` runs; a zombie has exited and only waits to be reaped."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process took the pid
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc here
+        return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def processes(*, parent: int | None = None, session: int | None = None) -> list[int]:
+    """The running processes with this parent, or in this session (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[1]) == parent or int(fields[3]) == session:
+                found.append(int(stat.parent.name))
+    return [pid for pid in found if running(pid)]

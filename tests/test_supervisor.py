@@ -19,8 +19,10 @@ from testproject.supervisor import (
     NotReady,
     accepts,
     free_port,
+    processes,
     read_line,
     reap,
+    running,
     start,
     tail,
 )
@@ -35,15 +37,6 @@ SLEEP = "import time; time.sleep(60)\n"
 
 def python(code: str) -> list[str]:
     return [sys.executable, "-c", code]
-
-
-def running(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie does not): /proc, as the demo's tests look."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def wait_gone(pid: int) -> bool:
@@ -179,6 +172,8 @@ def test_stop_reaches_the_grandchildren_of_a_group() -> None:
             lines += child.wait_line(SLOW)
         pids = [int(pid) for pid in lines.split()]
         assert all(os.getpgid(pid) == child.pid for pid in pids)
+        assert sorted(processes(parent=child.pid)) == sorted(pids)
+        assert sorted(processes(session=child.pid)) == sorted([child.pid, *pids])
     finally:
         child.stop(SLOW)
         child.proc.stdout.close()

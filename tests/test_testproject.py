@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from subprocess import PIPE
 from typing import TYPE_CHECKING, Any
 
@@ -27,12 +26,13 @@ import pytest
 
 from django_connhealth.naming import client_host
 from testproject.demo import gunicorn_no_control_socket
-from testproject.supervisor import NotReady, free_port, start
+from testproject.supervisor import NotReady, free_port, processes, running, start
 from testproject.traffic import fan_out, get
 from tests.servers import ROOT, child_env
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from pathlib import Path
 
     from tests.conftest import RedisDB
 
@@ -42,21 +42,6 @@ STOP_TIMEOUT = 30.0
 #: Seconds the demo may take from start to exit with --duration 3.
 DEMO_TIMEOUT = 60.0
 BOOTED = re.compile(r"Booting worker with pid: (\d+)")
-
-
-def running(pid: int) -> bool:
-    """Whether process ``pid`` runs; a zombie has exited and only waits to be reaped."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process took the pid
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:  # no /proc here
-        return True
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def wait_until_stopped(pids: Sequence[int]) -> list[int]:
@@ -395,16 +380,6 @@ WITH_TERMINAL = (
 )
 
 
-def in_session(sid: int) -> list[int]:
-    """The running processes of session ``sid`` (Linux /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            if int(stat.read_text().rpartition(")")[2].split()[3]) == sid:
-                found.append(int(stat.parent.name))
-    return [pid for pid in found if running(pid)]
-
-
 @pytest.mark.gunicorn
 @pytest.mark.skipif(
     shutil.which("make") is None or not (ROOT / ".venv" / "bin" / "tox").exists(),
@@ -433,10 +408,10 @@ def test_make_demo_stopped_with_ctrl_c_exits_0() -> None:
         os.write(main_fd, b"\x03")  # Ctrl-C
         code = child.proc.wait(timeout=STOP_TIMEOUT * 2)
         output.join(timeout=STOP_TIMEOUT)
-        left = wait_until_stopped([*pids, *in_session(child.pid)])
+        left = wait_until_stopped([*pids, *processes(session=child.pid)])
     finally:
         child.stop(STOP_TIMEOUT)
-        kill_leftovers([*pids, *in_session(child.pid)])
+        kill_leftovers([*pids, *processes(session=child.pid)])
         output.join()
         os.close(main_fd)
 
