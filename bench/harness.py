@@ -1,27 +1,23 @@
 """Shared machinery of the benchmarks: child processes, servers, load, statistics.
 
-Every process started here is registered and stopped by ``Children.stop_all()``
-(the runner calls it in a ``finally``: on success, failure, Ctrl-C or SIGTERM).
-Each child also gets ``PR_SET_PDEATHSIG`` (SIGTERM), so even a runner killed
-with SIGKILL leaves nothing behind: gunicorn and redis-server stop when it dies.
+Every process started here (with testproject.supervisor) is registered and
+stopped by ``Children.stop_all()`` (the runner calls it in a ``finally``: on
+success, failure, Ctrl-C or SIGTERM). Each child also gets SIGTERM when the
+runner dies, so even a runner killed with SIGKILL leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.redis_server import HOST, RedisServer, free_port  # noqa: E402
+from testproject import supervisor  # noqa: E402
+from testproject.supervisor import HOST, Child, NotReady, free_port, processes  # noqa: E402
+from testproject.traffic import get  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -39,7 +38,6 @@ BENCH = ROOT / "bench"
 WORK = BENCH / ".work"
 VENV_BIN = Path(sys.executable).parent
 LUA = BENCH / "wrk_report.lua"
-PR_SET_PDEATHSIG = 1
 
 # Variables that would change how testproject sizes its pools or what it runs.
 _SCRUBBED_PREFIXES = ("CONNHEALTH_", "UWSGI_", "DJANGO_", "BENCH_", "TESTPROJECT_")
@@ -49,58 +47,24 @@ _SCRUBBED = {"GUNICORN_CMD_ARGS", "WEB_CONCURRENCY", "REDIS_URL", "PYTHONPATH"}
 # -- processes ------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """preexec_fn: SIGTERM this child when the runner dies, however it dies."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-# Launcher for children started by code that is not ours (tests.redis_server):
-# set the parent-death signal, then exec, so the pid stays the same.
-_LAUNCHER = (
-    "import ctypes, os, signal, sys\n"
-    f"ctypes.CDLL(None).prctl({PR_SET_PDEATHSIG}, signal.SIGTERM)\n"
-    "os.execvp(sys.argv[1], sys.argv[1:])\n"
-)
-
-
 class Children:
-    """Every process the benchmarks started, stopped in reverse order."""
+    """Every process the benchmarks started, and their redis-servers, stopped newest first.
+
+    Each child gets SIGTERM when the runner dies, however it dies (``die_with_parent``).
+    """
 
     def __init__(self) -> None:
-        self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._children = supervisor.Children()
         self._redis: list[RedisServer] = []
         self._lock = threading.Lock()
 
-    def start(
-        self, name: str, cmd: Sequence[str], *, env: dict[str, str] | None = None, **kwargs: Any
-    ) -> subprocess.Popen[bytes]:
-        """Start ``cmd`` in a session of its own (so its whole group can be stopped)."""
-        kwargs.setdefault("stdin", subprocess.DEVNULL)
-        proc = subprocess.Popen(
-            list(cmd),
-            env=env,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-            **kwargs,
-        )
-        with self._lock:
-            self._procs.append((name, proc))
-        return proc
+    def start(self, name: str, cmd: Sequence[str], **kwargs: Any) -> Child:
+        """``cmd`` in a group of its own (so that its whole group can be stopped)."""
+        return self._children.start(cmd, name=name, die_with_parent=True, **kwargs)
 
-    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    def stop(self, child: Child, timeout: float = 10.0) -> None:
         """SIGTERM the child's process group, wait, then SIGKILL whatever is left of it."""
-        with self._lock:
-            self._procs = [(n, p) for n, p in self._procs if p is not proc]
-        pgid = proc.pid  # start_new_session: the child leads its own group
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=timeout)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)  # stragglers: workers of a master that is gone
-        proc.wait()
+        self._children.stop(child, timeout)
 
     def redis(self, workdir: Path, *extra_args: str) -> RedisServer:
         server = _BenchRedis(workdir, extra_args=("--maxclients", "10000", *extra_args))
@@ -116,12 +80,7 @@ class Children:
         server.stop()
 
     def stop_all(self) -> None:
-        while True:
-            with self._lock:
-                if not self._procs:
-                    break
-                _, proc = self._procs[-1]
-            self.stop(proc)
+        self._children.stop_all(10.0)
         while True:
             with self._lock:
                 if not self._redis:
@@ -131,28 +90,12 @@ class Children:
 
 
 class _BenchRedis(RedisServer):
-    """tests.redis_server.RedisServer, bound to the runner's life (see ``_LAUNCHER``)."""
+    """tests.redis_server.RedisServer, bound to the runner's life."""
 
-    def _command(self, port: int) -> list[str]:
-        return [sys.executable, "-c", _LAUNCHER, *super()._command(port)]
+    die_with_parent = True
 
 
 CHILDREN = Children()
-
-
-def install_signal_handlers() -> None:
-    """SIGTERM and SIGHUP stop the run like Ctrl-C does (cleanup runs in ``finally``)."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGTERM, interrupt)
-    signal.signal(signal.SIGHUP, interrupt)
-
-
-def ignore_signals_during_cleanup() -> None:
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_IGN)
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -166,27 +109,6 @@ def base_env(**extra: str) -> dict[str, str]:
     env["TESTPROJECT_VAR_DIR"] = str(WORK / "var")
     env.update(extra)
     return env
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-# -- HTTP -----------------------------------------------------------------------------
-
-
-def http_get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.read()
-    except OSError:
-        return 0, b""
 
 
 # -- gunicorn -------------------------------------------------------------------------
@@ -211,7 +133,7 @@ class Gunicorn:
         self.base = f"http://{HOST}:{self.port}"
         self.log = WORK / f"gunicorn-{name}.log"
         self.env = base_env(DJANGO_SETTINGS_MODULE=settings, REDIS_URL=redis_url, **env)
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.child: Child | None = None
 
     def start(self, timeout: float = 60.0) -> Gunicorn:
         cmd = [
@@ -228,34 +150,30 @@ class Gunicorn:
             "--log-level", "warning",
             *_no_control_socket(),
         ]  # fmt: skip
-        with self.log.open("ab") as log:
-            self.proc = CHILDREN.start(
-                f"gunicorn {self.name}", cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        self.child = CHILDREN.start(
+            f"gunicorn {self.name}", cmd, env=self.env, log=self.log, append=True
+        )
+        try:
+            self.child.wait_until(
+                lambda: get(f"{self.base}/ok", timeout=2.0)[0] == 200, timeout, "answering /ok"
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"gunicorn {self.name} exited with {self.proc.returncode}:\n{tail(self.log)}"
-                )
-            if http_get(f"{self.base}/ok", timeout=2.0)[0] == 200:
-                # With --preload the workers fork at once; give them a moment to all listen.
-                time.sleep(0.5)
-                return self
-            time.sleep(0.1)
-        raise RuntimeError(f"gunicorn {self.name} did not answer /ok:\n{tail(self.log)}")
+        except NotReady as error:
+            raise RuntimeError(str(error)) from None
+        # With --preload the workers fork at once; give them a moment to all listen.
+        time.sleep(0.5)
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None:
-            CHILDREN.stop(self.proc)
-            self.proc = None
+        if self.child is not None:
+            CHILDREN.stop(self.child)
+            self.child = None
 
     def spread(self) -> list[int]:
         """Established client connections held by each worker, fewest first (Linux /proc)."""
-        assert self.proc is not None
+        assert self.child is not None
         sockets = _established_sockets(self.port)
         counts = []
-        for pid in _children(self.proc.pid):
+        for pid in processes(parent=self.child.pid):
             held = 0
             with contextlib.suppress(OSError):  # a worker that just exited
                 for fd in Path(f"/proc/{pid}/fd").iterdir():
@@ -292,15 +210,6 @@ def _established_sockets(port: int) -> set[str]:
                 if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
                     found.add(f"socket:[{inode}]")
     return found
-
-
-def _children(pid: int) -> list[int]:
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
-                children.append(int(stat.parent.name))
-    return children
 
 
 # -- load -----------------------------------------------------------------------------
@@ -344,9 +253,7 @@ def run_load(
     raise AssertionError("unreachable")
 
 
-def _start_load(
-    url: str, connections: int, seconds: float, threads: int
-) -> subprocess.Popen[bytes]:
+def _start_load(url: str, connections: int, seconds: float, threads: int) -> Child:
     threads = max(1, min(threads, connections))
     if load_generator() == "wrk":
         cmd = [
@@ -361,11 +268,11 @@ def _start_load(
     return CHILDREN.start("load", cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def _finish_load(proc: subprocess.Popen[bytes], seconds: float) -> dict[str, float]:
+def _finish_load(child: Child, seconds: float) -> dict[str, float]:
     try:
-        out, err = proc.communicate(timeout=seconds + 60)
+        out, err = child.proc.communicate(timeout=seconds + 60)
     finally:
-        CHILDREN.stop(proc)
+        CHILDREN.stop(child)
     match = re.search(rb"^WRKJSON (.*)$", out, re.MULTILINE)
     if match is None:
         raise RuntimeError(f"no result from {load_generator()}: {out[-500:]!r} {err[-500:]!r}")
@@ -497,7 +404,7 @@ def verdict(ok: bool) -> str:
 # -- profiling ------------------------------------------------------------------------
 
 
-def pyspy_record(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
+def pyspy_record(pid: int, seconds: float, output: Path) -> Child:
     """Start ``py-spy record`` on ``pid`` and its children (collapsed stacks to ``output``).
 
     ``--gil``: only the thread holding the GIL is sampled, so the profile shows where

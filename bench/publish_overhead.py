@@ -77,7 +77,7 @@ class Switch:
     """Turns publishing on and off, each mode with its own schedule.
 
     Through override_settings, whose setting_changed signal clears the app's
-    cached settings. The pool's next-publish time is saved when a mode is left
+    cached settings. The pool's next due time is saved when a mode is left
     and restored when it is entered again: off does not push on's schedule back
     (off looks at the setting every few seconds), and on publishes every second.
     """
@@ -92,11 +92,11 @@ class Switch:
         from django.test import override_settings
 
         if self.mode is not None:
-            self.due[self.mode] = self.pool.pool.next_publish
+            self.due[self.mode] = self.pool.slots.due_at
             self.override.disable()
         self.override = override_settings(CONNHEALTH_PUBLISH_SECONDS=MODES[mode])
         self.override.enable()
-        self.pool.pool.next_publish = self.due[mode]
+        self.pool.slots.due_at = self.due[mode]
         self.mode = mode
 
     def close(self) -> None:

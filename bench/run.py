@@ -46,9 +46,6 @@ from bench.harness import (
     Gunicorn,
     Rounds,
     base_env,
-    http_get,
-    ignore_signals_during_cleanup,
-    install_signal_handlers,
     load_generator,
     median,
     pyspy_record,
@@ -58,6 +55,8 @@ from bench.harness import (
     table,
     verdict,
 )
+from testproject.stopper import Stopped, Stopper
+from testproject.traffic import get as http_get
 
 
 def env_number(name: str, default: float) -> float:
@@ -282,14 +281,14 @@ def profile_server(
     tag: str,
     focus: tuple[str, ...] = ("django_connhealth",),
 ) -> str:
-    assert server.proc is not None
+    assert server.child is not None
     output = WORK / f"pyspy-{tag}.txt"
     output.unlink(missing_ok=True)
-    spy = pyspy_record(server.proc.pid, 6, output)
+    spy = pyspy_record(server.child.pid, 6, output)
     time.sleep(1.0)  # py-spy attaches to the master and each worker
     run_load(server.base + path, conns, 5)
     try:
-        _, err = spy.communicate(timeout=30)
+        _, err = spy.proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         err = b"timed out"
     CHILDREN.stop(spy)
@@ -572,9 +571,9 @@ def bench_command() -> Section:
          "--per-process", str(PER_PROCESS)],
         env=base_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
     )  # fmt: skip
-    assert holder.stdout is not None
-    assert holder.stdin is not None
-    line = holder.stdout.readline().decode()
+    assert holder.proc.stdout is not None
+    assert holder.proc.stdin is not None
+    line = holder.proc.stdout.readline().decode()
     if not line.startswith("READY"):
         raise RuntimeError(f"hold_connections.py did not start: {line!r}")
     processes = HELD // PER_PROCESS
@@ -677,8 +676,9 @@ def bench_command() -> Section:
             ("pyinstrument, `python -m django connhealth --format json`", "\n".join(
                 text.splitlines()[:70]))
         )  # fmt: skip
-    holder.stdin.close()
+    holder.proc.stdin.close()
     CHILDREN.stop(holder)
+    holder.proc.stdout.close()
     CHILDREN.stop_redis(redis)
     return section
 
@@ -692,7 +692,7 @@ def time_command(tool: str, cmd: list[str], env: dict[str, str], runs: int) -> l
              "--export-json", str(export), " ".join(cmd)],
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
-        _, err = proc.communicate(timeout=300)
+        _, err = proc.proc.communicate(timeout=300)
         CHILDREN.stop(proc)
         if proc.returncode != 0:
             raise RuntimeError(f"hyperfine failed: {err.decode(errors='replace')[-1000:]}")
@@ -812,7 +812,8 @@ def write_results(sections: list[Section], info: list[tuple[str, str]], elapsed:
 
 
 def main() -> int:
-    install_signal_handlers()
+    stopper = Stopper()
+    stopper.install()
     started = time.monotonic()
     WORK.mkdir(parents=True, exist_ok=True)
     (WORK / "var").mkdir(exist_ok=True)
@@ -839,15 +840,15 @@ def main() -> int:
         if extra is not None:
             sections.append(extra)
             say(extra.render())
-    except KeyboardInterrupt as stop:
-        say(f"\nbench: interrupted ({str(stop) or 'SIGINT'}): stopping everything it started.")
+    except Stopped as stop:
+        say(f"\nbench: interrupted ({stop.name}): stopping everything it started.")
         status = 130
     except Exception:
         traceback.print_exc()
         say("bench: failed: stopping everything it started.")
         status = 1
     finally:
-        ignore_signals_during_cleanup()
+        stopper.stopping()
         CHILDREN.stop_all()
     if status == 0:
         elapsed = time.monotonic() - started

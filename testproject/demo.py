@@ -19,46 +19,37 @@ missing ``redis-server`` or a malformed setting.
 from __future__ import annotations
 
 import argparse
-import collections
-import contextlib
-import http.client
+import functools
 import io
-import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import redis
 
 from django_connhealth.redact import redact_url
+from testproject.stopper import Stopped, Stopper, foreground
+from testproject.supervisor import HOST, Child, Children, NotReady, free_port
+from testproject.traffic import get, print_pools, send_traffic, worker_pools
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
-    from types import FrameType
+    from collections.abc import Sequence
 
 # Where this package was imported from, links kept: under tox the directory of links
 # tests/import_root.py makes, so gunicorn imports django_connhealth from the wheel.
 ROOT = Path(__file__).absolute().parent.parent
-HOST = "127.0.0.1"
 #: Seconds to wait for redis-server, then gunicorn, to answer (a loaded CI box is slow).
 READY_TIMEOUT = 30.0
 #: gunicorn's --graceful-timeout, and how much longer the demo waits before SIGKILL.
 GRACEFUL_TIMEOUT = 10
 STOP_TIMEOUT = GRACEFUL_TIMEOUT + 5.0
-#: Seconds one demo request may take.
-REQUEST_TIMEOUT = 10.0
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class DemoError(Exception):
@@ -69,58 +60,8 @@ class DemoError(Exception):
         self.status = status
 
 
-class Stopped(BaseException):
-    """Raised in the main thread by a stop signal (like KeyboardInterrupt)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-class Stopper:
-    """Turns SIGINT, SIGTERM and SIGHUP into ``Stopped``, except where that would leak.
-
-    Inside ``deferred()`` (while a child is being started) a signal is held
-    until the block ends; once ``stopping()`` is called (cleanup) it is ignored,
-    so a second Ctrl-C cannot cut the cleanup short.
-    """
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._deferring = False
-        self._stopping = False
-
-    def install(self) -> None:
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, self._handle)
-
-    def uninstall(self) -> None:
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, signal.SIG_DFL)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self._stopping:
-            return
-        self.signum = signum
-        if not self._deferring:
-            raise Stopped(signum)
-
-    @contextlib.contextmanager
-    def deferred(self) -> Iterator[None]:
-        self._deferring = True
-        try:
-            yield
-        finally:
-            self._deferring = False
-        if self.signum is not None:
-            raise Stopped(self.signum)
-
-    def stopping(self) -> None:
-        self._stopping = True
-
-
-class Children:
-    """The processes the demo started, stopped in reverse order.
+class Servers:
+    """The processes the demo started, stopped newest first.
 
     They stay in the demo's process group: Ctrl-C at a terminal reaches each of
     them, so they stop even when the demo is killed before it has stopped them
@@ -129,42 +70,22 @@ class Children:
 
     def __init__(self, stopper: Stopper) -> None:
         self._stopper = stopper
-        self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._children = Children()
 
-    def start(self, name: str, cmd: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    def start(self, name: str, cmd: Sequence[str], **kwargs: object) -> Child:
         with self._stopper.deferred():
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **kwargs)
-            self._procs.append((name, proc))
-        return proc
+            return self._children.start(cmd, name=name, own_group=False, **kwargs)
 
     def stop_all(self) -> None:
-        while self._procs:
-            name, proc = self._procs.pop()
-            _stop(name, proc)
+        self._children.stop_all(STOP_TIMEOUT, report=_report_stopped)
 
 
-def _stop(name: str, proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, wait, then SIGKILL.
-
-    gunicorn's workers stop with their master; killed, it leaves them to notice
-    that their parent changed, which they check every second.
-    """
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            print(f"{name} (pid {proc.pid}) did not stop within {STOP_TIMEOUT:g} s: killing it")
-            proc.kill()
-    proc.wait()
-    print(f"{name} (pid {proc.pid}) stopped")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _report_stopped(child: Child, killed: bool) -> None:
+    """gunicorn's workers stop with their master; killed, it leaves them to notice
+    that their parent changed, which they check every second."""
+    if killed:
+        print(f"{child.name} (pid {child.pid}) did not stop within {STOP_TIMEOUT:g} s: killed")
+    print(f"{child.name} (pid {child.pid}) stopped")
 
 
 def env_count(name: str, default: int) -> int:
@@ -188,7 +109,7 @@ def _redis_answers(port: int) -> bool:
         return False
 
 
-def start_redis(children: Children, workdir: Path) -> tuple[str, int]:
+def start_redis(servers: Servers, workdir: Path) -> tuple[str, int]:
     """A throwaway redis-server on a free loopback port: (URL, pid)."""
     binary = shutil.which("redis-server")
     if binary is None:
@@ -203,17 +124,16 @@ def start_redis(children: Children, workdir: Path) -> tuple[str, int]:
         cmd = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
         cmd += ["--dir", str(workdir), "--logfile", str(log), "--daemonize", "no"]
         # Errors in the arguments go to stdout, before the log file is open.
-        with log.open("ab") as out:
-            proc = children.start("redis-server", cmd, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + READY_TIMEOUT
-        while proc.poll() is None and time.monotonic() < deadline:
-            if _redis_answers(port):
-                return f"redis://{HOST}:{port}/0", proc.pid
-            time.sleep(0.05)
-        children.stop_all()
-        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-        if "Address already in use" not in tail:
-            raise DemoError(f"redis-server did not start. Its log:\n{tail}")
+        child = servers.start("redis-server", cmd, log=log, append=True)
+        try:
+            child.wait_until(
+                functools.partial(_redis_answers, port), READY_TIMEOUT, "answering PING"
+            )
+            return f"redis://{HOST}:{port}/0", child.pid
+        except NotReady as error:
+            servers.stop_all()
+            if "Address already in use" not in str(error):
+                raise DemoError(str(error)) from None
     raise DemoError("redis-server found no free port after 3 attempts.")
 
 
@@ -235,8 +155,8 @@ def check_redis(url: str) -> None:
 
 
 def start_gunicorn(
-    children: Children, redis_url: str, workdir: Path, workers: int, threads: int
-) -> tuple[str, subprocess.Popen[bytes]]:
+    servers: Servers, redis_url: str, workdir: Path, workers: int, threads: int
+) -> tuple[str, Child]:
     """testproject under gunicorn on a free loopback port: (base URL, master process)."""
     port = free_port()
     cmd = [sys.executable, "-m", "gunicorn", "--preload", "-k", "gthread"]
@@ -254,23 +174,15 @@ def start_gunicorn(
         "CONNHEALTH_PUBLISH_SECONDS": os.environ.get("CONNHEALTH_PUBLISH_SECONDS") or "1",
     }
     # gunicorn logs to stderr, which it shares with the demo.
-    master = children.start("gunicorn", cmd, cwd=ROOT, env=env)
+    master = servers.start("gunicorn", cmd, cwd=ROOT, env=env)
     base = f"http://{HOST}:{port}"
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if master.poll() is not None:
-            raise DemoError(
-                f"gunicorn exited with status {master.returncode} before it answered "
-                f"(its log is above)."
-            )
-        status, _ = get(f"{base}/ok")
-        if status == 200:
-            return base, master
-        time.sleep(0.1)
-    raise DemoError(
-        f"gunicorn did not answer {base}/ok with 200 within {READY_TIMEOUT:g} s "
-        f"(last answer: {status})."
-    )
+    try:
+        master.wait_until(
+            lambda: get(f"{base}/ok")[0] == 200, READY_TIMEOUT, f"answering {base}/ok"
+        )
+    except NotReady as error:
+        raise DemoError(f"{error} Its log is above.") from None
+    return base, master
 
 
 def gunicorn_no_control_socket() -> list[str]:
@@ -286,28 +198,6 @@ def gunicorn_no_control_socket() -> list[str]:
     return ["--no-control-socket"] if gunicorn.version_info >= (25, 1) else []
 
 
-def get(url: str) -> tuple[int | str, bytes]:
-    """GET ``url``: (HTTP status, body), or (error name, b"") when there is no answer."""
-    try:
-        with urllib.request.urlopen(url, timeout=REQUEST_TIMEOUT) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.read()
-    except (OSError, http.client.HTTPException) as exc:
-        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        return type(reason).__name__ if isinstance(reason, BaseException) else str(reason), b""
-
-
-def fan_out(urls: Sequence[str], clients: int) -> list[tuple[int | str, bytes]]:
-    """GET every URL, ``clients`` at a time."""
-    executor = ThreadPoolExecutor(max_workers=clients, thread_name_prefix="demo-client")
-    try:
-        return list(executor.map(get, urls))
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
-
-
 def print_fleet_report(base: str, redis_url: str, workdir: Path, clients: int) -> None:
     """Run `manage.py connhealth`, as a user would, once every worker has published."""
     time.sleep(1.2)  # one publish interval, then traffic to trigger the next round
@@ -321,76 +211,6 @@ def print_fleet_report(base: str, redis_url: str, workdir: Path, clients: int) -
     print("$ python -m django connhealth --settings testproject.settings")
     sys.stdout.flush()
     subprocess.run(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, check=False, timeout=60)
-
-
-def send_traffic(base: str, requests: int, clients: int, *, quiet: bool = False) -> None:
-    paths = ["/work", "/", "/work"]
-    urls = [base + paths[i % len(paths)] for i in range(requests)]
-    started = time.monotonic()
-    results = fan_out(urls, clients)
-    elapsed = time.monotonic() - started
-    statuses = collections.Counter(status for status, _ in results)
-    summary = ", ".join(f"{count} answered {status}" for status, count in statuses.most_common())
-    if quiet:
-        return
-    print(
-        f"Traffic: {requests} requests to / and /work from {clients} threads "
-        f"in {elapsed:.1f} s: {summary}."
-    )
-
-
-def worker_pools(base: str, workers: int, clients: int) -> dict[int, dict[str, Any]]:
-    """The /pool answer of each worker, asking until all ``workers`` have answered."""
-    answers: dict[int, dict[str, Any]] = {}
-    deadline = time.monotonic() + 10.0
-    while len(answers) < workers and time.monotonic() < deadline:
-        # Concurrent asks, so that every worker's accept loop gets its turn.
-        for status, body in fan_out([f"{base}/pool"] * clients, clients):
-            if status == 200:
-                answer = json.loads(body)
-                answers[answer["pid"]] = answer
-    return answers
-
-
-def print_pools(answers: dict[int, dict[str, Any]], workers: int) -> None:
-    if not answers:
-        print("No worker answered /pool.")
-        return
-    first = next(iter(answers.values()))
-    concurrency = first["concurrency"]
-    sources = concurrency["sources"]
-    sizes = {pool["max_connections"] for answer in answers.values() for pool in answer["pools"]}
-    print(
-        f"Pools, one per worker process, sized for {concurrency['worker_class']}: "
-        f"{concurrency['workers']} workers (from {sources['workers']}) "
-        f"x {concurrency['threads']} threads (from {sources['threads']})"
-    )
-    size = ", ".join(map(str, sorted(sizes))) or "?"
-    source = first["sources"]["max_connections"]
-    if source == "derived":
-        threads, headroom = concurrency["threads"], first["headroom"]
-        print(f"  max_connections {size} = {threads} threads + headroom {headroom}")
-    else:
-        print(f"  max_connections {size} (from {source})")
-    columns = {
-        "max_connections": "max",
-        "created": "created",
-        "in_use": "in use",
-        "idle": "idle",
-        "peak_in_use": "peak",
-        "waits": "waits",
-        "timeouts": "timeouts",
-    }
-    print(f"  {'worker pid':<10}  {'alias':<10}" + "".join(f"{c:>9}" for c in columns.values()))
-    for pid, answer in sorted(answers.items()):
-        if not answer["pools"]:
-            print(f"  {pid:<10}  (no pool yet: this worker has served no cache request)")
-        for pool in answer["pools"]:
-            figures = "".join(f"{pool[key]:>9}" for key in columns)
-            print(f"  {pid:<10}  {pool['alias']:<10}{figures}")
-    print(f"gunicorn workers: pids {', '.join(map(str, sorted(answers)))}")
-    if len(answers) < workers:
-        print(f"({len(answers)} of {workers} workers answered /pool.)")
 
 
 # -- the demo -------------------------------------------------------------------------
@@ -413,7 +233,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace, children: Children, workdir: Path) -> None:
+def run(args: argparse.Namespace, servers: Servers, workdir: Path) -> None:
     workers = env_count("DEMO_WORKERS", 2)
     threads = env_count("DEMO_THREADS", 4)
     requests = env_count("DEMO_REQUESTS", 300)
@@ -424,10 +244,10 @@ def run(args: argparse.Namespace, children: Children, workdir: Path) -> None:
         check_redis(redis_url)
         print(f"redis          REDIS_URL={redact_url(redis_url)} (yours, left running)")
     else:
-        redis_url, redis_pid = start_redis(children, workdir)
+        redis_url, redis_pid = start_redis(servers, workdir)
         print(f"redis-server   pid {redis_pid}   {redis_url} (throwaway, stopped on exit)")
 
-    base, master = start_gunicorn(children, redis_url, workdir, workers, threads)
+    base, master = start_gunicorn(servers, redis_url, workdir, workers, threads)
     print(
         f"gunicorn       pid {master.pid}   {base}/ "
         f"(--preload -k gthread, {workers} workers x {threads} threads)"
@@ -455,8 +275,8 @@ def run(args: argparse.Namespace, children: Children, workdir: Path) -> None:
         print(f"Serving for {args.duration:g} s (--duration).")
         deadline = time.monotonic() + args.duration
     while (remaining := deadline - time.monotonic()) > 0:
-        if master.poll() is not None:
-            raise DemoError(f"gunicorn exited with status {master.returncode} (its log is above).")
+        if master.exited():
+            raise DemoError(f"gunicorn exited with status {master.proc.wait()} (its log is above).")
         time.sleep(min(remaining, 0.5))
 
 
@@ -465,19 +285,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)  # shown as it happens, even in a pipe
     stopper = Stopper()
-    children = Children(stopper)
+    servers = Servers(stopper)
     workdir = tempfile.TemporaryDirectory(prefix="connhealth-demo-")
     try:
-        stopper.install()
-        run(args, children, Path(workdir.name))
-    except Stopped as stop:
-        print(f"\n{signal.Signals(stop.signum).name}: stopping.")
+        # The terminal's Ctrl-C for the demo and its servers alone, until they have stopped.
+        with foreground():
+            try:
+                stopper.install()
+                run(args, servers, Path(workdir.name))
+            except Stopped as stop:
+                print(f"\n{stop.name}: stopping.")
+            finally:
+                stopper.stopping()
+                servers.stop_all()
     except DemoError as error:
         print(f"demo: {error}", file=sys.stderr)
         return error.status
     finally:
-        stopper.stopping()
-        children.stop_all()
         workdir.cleanup()
         stopper.uninstall()
     return 0

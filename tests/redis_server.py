@@ -14,24 +14,23 @@ import pathlib
 import shutil
 import signal
 import socket
-import subprocess
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from testproject.supervisor import HOST, Child, NotReady, free_port, start
+
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Iterator, Mapping, Sequence
     from types import TracebackType
 
     from typing_extensions import Self  # typing.Self is 3.11+
 
 __all__ = ["HOST", "RedisServer", "SilentListener", "free_port"]
-
-HOST = "127.0.0.1"
 
 #: Socket timeout (seconds) of the harness's own helper clients.
 HELPER_SOCKET_TIMEOUT = 2.0
@@ -48,24 +47,8 @@ PORT_ATTEMPTS = 5
 _ADDR_IN_USE_MARKERS = ("Address already in use", "EADDRINUSE")
 
 
-def free_port() -> int:
-    """Return a currently free loopback TCP port (bind port 0, then close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _no_retry() -> Retry:
     return Retry(NoBackoff(), 0)
-
-
-def _tail(path: pathlib.Path, lines: int = 30) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
 
 
 class RedisServer:
@@ -77,6 +60,8 @@ class RedisServer:
     """
 
     host: str = HOST
+    #: Whether the server gets SIGTERM when this process dies (the benchmarks' runner).
+    die_with_parent: bool = False
 
     def __init__(
         self,
@@ -89,7 +74,7 @@ class RedisServer:
         self.password = password
         self.extra_args: tuple[str, ...] = tuple(extra_args)
         self._port: int | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._child: Child | None = None
         self._paused = False
 
     # ------------------------------------------------------------------ info
@@ -115,21 +100,19 @@ class RedisServer:
 
     @property
     def pid(self) -> int:
-        if self._proc is None:
-            raise RuntimeError("RedisServer has not been started yet")
-        return self._proc.pid
+        return self.proc.pid
 
     @property
     def proc(self) -> subprocess.Popen[bytes]:
         """The current (or last) ``redis-server`` child process."""
-        if self._proc is None:
+        if self._child is None:
             raise RuntimeError("RedisServer has not been started yet")
-        return self._proc
+        return self._child.proc
 
     @property
     def running(self) -> bool:
         """True while the child process exists (even if paused)."""
-        return self._proc is not None and self._proc.poll() is None
+        return self._child is not None and self._child.proc.poll() is None
 
     @property
     def paused(self) -> bool:
@@ -144,14 +127,6 @@ class RedisServer:
 
     def _out_path(self, port: int) -> pathlib.Path:
         return self.workdir / f"redis-{port}.out"
-
-    def _log_tail(self, port: int) -> str:
-        parts = []
-        for path in (self._out_path(port), self._log_path(port)):
-            tail = _tail(path)
-            if tail:
-                parts.append(f"--- {path.name} ---\n{tail}")
-        return "\n".join(parts) or "(no output)"
 
     # ------------------------------------------------------------- lifecycle
 
@@ -184,32 +159,14 @@ class RedisServer:
 
     def stop(self) -> None:
         """SIGTERM and wait; SIGKILL after ``STOP_TIMEOUT`` s.  Idempotent."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-                # A stopped (paused) process only acts on SIGTERM once continued.
-                proc.send_signal(signal.SIGCONT)
-            try:
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        else:
-            proc.wait()
+        if self._child is not None:
+            self._child.stop(STOP_TIMEOUT)
         self._paused = False
 
     def kill(self) -> None:
         """SIGKILL and reap: simulates a crashed server.  Idempotent."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-        proc.wait()
+        if self._child is not None:
+            self._child.kill()
         self._paused = False
 
     def pause(self) -> None:
@@ -256,50 +213,40 @@ class RedisServer:
 
     def _spawn_and_wait(self, port: int) -> tuple[bool, str]:
         """Spawn on ``port``; return (ready, error text).  Never leaks the child."""
-        # Early errors (bad arguments) go to stdout before the logfile is open.
-        with self._out_path(port).open("ab") as out:
-            proc = subprocess.Popen(
-                self._command(port),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-            )
-        self._proc = proc
+        child = start(
+            self._command(port),
+            name="redis-server",
+            # Early errors (bad arguments) go to stdout before the logfile is open.
+            log=self._out_path(port),
+            append=True,
+            also_logs=[self._log_path(port)],
+            cwd=self.workdir,
+            own_group=False,
+            die_with_parent=self.die_with_parent,
+        )
+        self._child = child
         self._paused = False
         try:
-            error = self._wait_ready(proc, port)
+            with self._helper(port, 0, timeout=PROBE_SOCKET_TIMEOUT) as client:
+                # Our process must answer, not whoever grabbed the port in a race.
+                child.wait_until(
+                    lambda: self._answers(client, child.pid), STARTUP_TIMEOUT, "answering PING"
+                )
+        except NotReady as error:
+            self.kill()
+            return False, str(error)
         except BaseException:
             self.kill()
             raise
-        if error is None:
-            return True, ""
-        self.kill()
-        return False, f"{error}\n{self._log_tail(port)}"
+        return True, ""
 
-    def _wait_ready(self, proc: subprocess.Popen[bytes], port: int) -> str | None:
-        """Return None once *our* process answers PING, else an error message."""
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        last_exc: Exception | None = None
-        with self._helper(port, 0, timeout=PROBE_SOCKET_TIMEOUT) as client:
-            while True:
-                if proc.poll() is not None:
-                    return f"redis-server exited with code {proc.returncode}"
-                try:
-                    if client.ping():
-                        # Make sure it is our process answering, not whoever
-                        # grabbed the port in a race.
-                        server_pid = int(client.info("server")["process_id"])
-                        if server_pid == proc.pid:
-                            return None
-                except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
-                    last_exc = exc
-                if time.monotonic() > deadline:
-                    return (
-                        f"redis-server did not answer PING within {STARTUP_TIMEOUT} s"
-                        f" (last error: {last_exc!r})"
-                    )
-                time.sleep(0.02)
+    @staticmethod
+    def _answers(client: redis.Redis, pid: int) -> bool:
+        """Whether process ``pid`` answers PING through ``client``."""
+        try:
+            return bool(client.ping()) and int(client.info("server")["process_id"]) == pid
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            return False
 
     # --------------------------------------------------------------- clients
 

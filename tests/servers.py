@@ -16,7 +16,6 @@ import inspect
 import json
 import os
 import select
-import signal
 import subprocess
 import sys
 import threading
@@ -25,8 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from testproject.supervisor import start
+
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterator
     from types import TracebackType
 
     from typing_extensions import Self
@@ -60,44 +61,6 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_logged(
-    cmd: Sequence[str], env: dict[str, str], log_path: Path
-) -> subprocess.Popen[bytes]:
-    """``cmd`` from the repository root, its output in ``log_path``, in a group of its own.
-
-    The group lets :func:`stop_group` kill the workers a stuck master leaves.
-    """
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def stop_group(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM, wait, then SIGKILL what is left of its process group; always reaped.
-
-    For a process started in a group of its own. The leader is reaped last:
-    until then its group id cannot go to another process.
-    """
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        deadline = time.monotonic() + timeout
-        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT  # exited, but not reaped yet
-        while os.waitid(os.P_PID, proc.pid, flags) is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        # A stuck server, or workers a dying master left behind.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
 def publisher_threads() -> list[threading.Thread]:
     return [thread for thread in threading.enumerate() if thread.name == "connhealth-publish"]
 
@@ -118,7 +81,7 @@ def join_publishers(timeout: float = READY_TIMEOUT) -> None:
 class CacheWorker:
     """A running ``python -m tests.servers`` child: its pid and what it reported."""
 
-    proc: subprocess.Popen[str]
+    proc: subprocess.Popen[bytes]
     pid: int
     host: str
     report: dict[str, Any]
@@ -132,54 +95,32 @@ def cache_worker(
 
     It holds ``hold`` connections in use, has published a record saying so when
     this yields, and keeps publishing every ``interval`` seconds until the block
-    ends; then it exits cleanly (``atexit`` removes its record).
+    ends; then its stdin closes and it exits cleanly (``atexit`` removes its
+    record), or is SIGKILLed after STOP_TIMEOUT.
     """
-    env = child_env(CONNHEALTH_HOST=host)
     cmd = [sys.executable, "-m", "tests.servers", url, str(interval), str(hold)]
-    stderr_path = log_path or Path(os.devnull)
-    with stderr_path.open("w") as stderr:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
+    child = start(
+        cmd,
+        name="cache worker",
+        log=log_path,
+        env=child_env(CONNHEALTH_HOST=host),
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=None if log_path else subprocess.DEVNULL,
+        own_group=False,
+    )
+    assert child.proc.stdin is not None
+    assert child.proc.stdout is not None
     try:
-        line = _read_line(proc, READY_TIMEOUT)
-        report = json.loads(line)
+        report = json.loads(child.wait_line(READY_TIMEOUT))
         assert "error" not in report, report["error"]
-        yield CacheWorker(proc=proc, pid=proc.pid, host=host, report=report)
+        yield CacheWorker(proc=child.proc, pid=child.pid, host=host, report=report)
     finally:
-        stop_worker(proc)
-
-
-def stop_worker(proc: subprocess.Popen[str]) -> int:
-    """Close its stdin (it exits cleanly), wait; SIGKILL after STOP_TIMEOUT. Reaped."""
-    if proc.stdin is not None and not proc.stdin.closed:
         with contextlib.suppress(BrokenPipeError):
-            proc.stdin.close()
-    try:
-        proc.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
-    return proc.returncode
-
-
-def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    if not ready:
-        raise AssertionError(f"the worker (pid {proc.pid}) did not report in {timeout} s")
-    line = proc.stdout.readline()
-    if not line:
-        raise AssertionError(f"the worker (pid {proc.pid}) exited early: {proc.wait()}")
-    return line
+            child.proc.stdin.close()
+        child.stop(STOP_TIMEOUT, signum=None)
+        child.proc.stdout.close()
 
 
 # ----------------------------------------------------------------------- traffic
@@ -197,7 +138,7 @@ class Load:
         self._threads: list[threading.Thread] = []
 
     def _run(self) -> None:
-        from testproject.demo import get
+        from testproject.traffic import get
 
         while not self._stop.is_set():
             status, _ = get(self.url)

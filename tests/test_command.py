@@ -32,8 +32,9 @@ from django.test import override_settings
 
 from django_connhealth import publish, sized_caches
 from django_connhealth.conf import client_host
+from testproject import supervisor
+from testproject.supervisor import free_port
 from tests.helpers import redis_caches
-from tests.redis_server import free_port
 from tests.servers import Load, cache_worker, child_env
 
 if TYPE_CHECKING:
@@ -681,18 +682,17 @@ def test_program_watch_until_interrupted(redis_db: RedisDB, tmp_path: Path) -> N
     cmd = [sys.executable, "-m", "django", "connhealth", "--watch", "0.2", "--no-color"]
     cmd += ["--settings", "testproject.settings"]
     with (tmp_path / "out").open("w+") as out, (tmp_path / "err").open("w+") as err:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err, text=True)
+        child = supervisor.start(cmd, cwd=ROOT, env=env, stdout=out, stderr=err, own_group=False)
         try:
-            wait_for(
+            child.wait_until(
                 lambda: (tmp_path / "out").read_text().count("Cache 'default'") >= 3,
-                what="three reports",
+                SLOW,
+                "three reports",
             )
-            proc.send_signal(signal.SIGINT)
-            code = proc.wait(timeout=SLOW)
+            child.send(signal.SIGINT)
+            code = child.proc.wait(timeout=SLOW)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
+            child.kill()
         text = (tmp_path / "out").read_text()
         error = (tmp_path / "err").read_text()
     assert code == 0, error

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.redis_server import free_port
-from tests.servers import child_env, start_logged, stop_group
+from testproject.supervisor import NotReady, free_port, start
+from tests.servers import child_env
 
 if TYPE_CHECKING:
     import subprocess
@@ -128,17 +128,21 @@ def serve(name: str, redis_url: str, tmp_path: Path) -> Iterator[Server]:
     port = free_port()
     cmd, workers = command(name, port)
     log_path = tmp_path / f"{name}.log"
-    proc = start_logged(cmd, env, log_path)
-    server = Server(name, f"http://127.0.0.1:{port}", proc, log_path)
+    child = start(cmd, name=name, log=log_path, env=env, cwd=ROOT)
+    server = Server(name, f"http://127.0.0.1:{port}", child.proc, log_path)
     try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while len(server.booted()) < workers or server.get("/health/live").status != 200:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{name} did not come up (status {proc.poll()}):\n{server.log()}")
-            time.sleep(0.1)
+        child.wait_until(
+            lambda: len(server.booted()) >= workers and server.get("/health/live").status == 200,
+            READY_TIMEOUT,
+            f"booting {workers} workers and answering /health/live",
+        )
+    except NotReady as error:
+        child.stop()
+        pytest.fail(str(error))
+    try:
         yield server
     finally:
-        stop_group(proc)
+        child.stop()
 
 
 def assert_ready(server: Server, status: int, document: dict[str, Any]) -> Answer:

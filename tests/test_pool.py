@@ -12,8 +12,6 @@ import gc
 import inspect
 import json
 import os
-import select
-import signal
 import subprocess
 import sys
 import threading
@@ -35,8 +33,8 @@ from redis.connection import BlockingConnectionPool
 from django_connhealth.factory import ConnectionFactory
 from django_connhealth.naming import client_name
 from django_connhealth.pool import PoolFigures, PoolTimeoutError, SizedConnectionPool, live_pools
+from testproject.supervisor import free_port, read_line, reap
 from tests.helpers import redis_caches
-from tests.redis_server import free_port
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -338,33 +336,6 @@ def test_user_client_name_wins(fresh_redis: RedisServer) -> None:
 # -------------------------------------------------------------------- 4. fork
 
 
-def _read_line(fd: int, timeout: float) -> bytes:
-    data = b""
-    deadline = time.monotonic() + timeout
-    while not data.endswith(b"\n"):
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"no report from the child: {data!r}"
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if ready:
-            chunk = os.read(fd, 65536)
-            assert chunk, f"child closed the pipe early: {data!r}"
-            data += chunk
-    return data
-
-
-def _reap(pid: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return -signal.SIGKILL
-        time.sleep(0.01)
-
-
 def _child(pool: SizedConnectionPool, report_fd: int, go_fd: int) -> None:
     """Runs in the forked child; never returns."""
     code = 1
@@ -436,14 +407,14 @@ def test_forked_child_opens_its_own_named_connection(
         os.close(report_w)
         os.close(go_r)
         try:
-            report = json.loads(_read_line(report_r, SLOW))
+            report = json.loads(read_line(report_r, SLOW))
             assert "error" not in report, report.get("error")
             child_entries = named(redis_db.server, our_name(host, pid))
             parent_entries = named(redis_db.server, our_name(host))
         finally:
             os.close(go_w)
             os.close(report_r)
-            exit_code = _reap(pid, SLOW)
+            exit_code = reap(pid, SLOW)
         assert exit_code == 0
 
         assert report["pid"] == pid != PID

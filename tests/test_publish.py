@@ -26,9 +26,9 @@ from django.test import override_settings
 
 from django_connhealth import defaults, publish
 from django_connhealth.pool import SizedConnectionPool
+from testproject.supervisor import read_line, reap
 from tests.helpers import redis_caches
 from tests.servers import _get_connection, join_publishers, publisher_threads
-from tests.test_pool import _read_line, _reap
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -380,10 +380,10 @@ def test_forked_child_publishes_under_its_own_pid(redis_db: RedisDB) -> None:
             _child(report_w)
         os.close(report_w)
         try:
-            report = json.loads(_read_line(report_r, SLOW))
+            report = json.loads(read_line(report_r, SLOW))
         finally:
             os.close(report_r)
-            exit_code = _reap(pid, SLOW)
+            exit_code = reap(pid, SLOW)
         with redis_db.server.client(redis_db.db) as client:
             parent = read_record(client, host)
             child = read_record(client, host, pid)

@@ -10,52 +10,38 @@ import collections
 import contextlib
 import json
 import os
+import pty
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
+from subprocess import PIPE
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from django_connhealth.conf import client_host
-from testproject.demo import fan_out, get, gunicorn_no_control_socket
-from tests.redis_server import free_port
-from tests.servers import child_env, start_logged, stop_group
+from testproject.demo import gunicorn_no_control_socket
+from testproject.supervisor import NotReady, free_port, processes, running, start
+from testproject.traffic import fan_out, get
+from tests.servers import ROOT, child_env
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from pathlib import Path
 
     from tests.conftest import RedisDB
 
-# Not resolved: under tox, the directory of links tests/import_root.py makes, so a
-# child started here imports django_connhealth from where this process does.
-ROOT = Path(__file__).absolute().parent.parent
 #: Seconds for gunicorn to boot and answer, and for it to stop.
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
 #: Seconds the demo may take from start to exit with --duration 3.
 DEMO_TIMEOUT = 60.0
 BOOTED = re.compile(r"Booting worker with pid: (\d+)")
-
-
-def running(pid: int) -> bool:
-    """Whether process ``pid`` runs; a zombie has exited and only waits to be reaped."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process took the pid
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:  # no /proc here
-        return True
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def wait_until_stopped(pids: Sequence[int]) -> list[int]:
@@ -123,21 +109,24 @@ def gunicorn(
     port = free_port()
     cmd = [sys.executable, "-m", "gunicorn", *args, *gunicorn_no_control_socket()]
     cmd += ["-b", f"127.0.0.1:{port}", "testproject.wsgi"]
-    master = start_logged(cmd, env, log_path)
     base = f"http://127.0.0.1:{port}"
+
+    def booted() -> list[int]:
+        return [int(pid) for pid in BOOTED.findall(log_path.read_text(errors="replace"))]
+
+    master = start(cmd, name="gunicorn", log=log_path, env=env, cwd=ROOT)
     try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            log_text = log_path.read_text(errors="replace")
-            booted = [int(pid) for pid in BOOTED.findall(log_text)]
-            if len(booted) >= workers and get(f"{base}/ok")[0] == 200:
-                break
-            if master.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"gunicorn did not come up (status {master.poll()}):\n{log_text}")
-            time.sleep(0.1)
-        yield base, master, booted
+        try:
+            master.wait_until(
+                lambda: len(booted()) >= workers and get(f"{base}/ok")[0] == 200,
+                READY_TIMEOUT,
+                f"booting {workers} workers and answering /ok",
+            )
+        except NotReady as error:
+            pytest.fail(str(error))
+        yield base, master.proc, booted()
     finally:
-        stop_group(master, STOP_TIMEOUT)
+        master.stop(STOP_TIMEOUT)
 
 
 def pools_of_every_worker(base: str, workers: Sequence[int]) -> dict[int, dict[str, Any]]:
@@ -239,22 +228,14 @@ def assert_demo_output(out: str) -> None:
 @pytest.mark.gunicorn
 def test_demo_runs_for_its_duration_and_leaves_no_process() -> None:
     env = child_env()  # no REDIS_URL: the demo starts its own redis-server
-    with subprocess.Popen(
-        [*DEMO, "--duration", "3"],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # a group of its own, for stop_group() to kill if need be
-    ) as demo:
+    # A group of its own, for stop() to kill if need be.
+    child = start([*DEMO, "--duration", "3"], cwd=ROOT, env=env, stdout=PIPE, stderr=PIPE)
+    with child.proc as demo:
         try:
-            out, err = demo.communicate(timeout=DEMO_TIMEOUT)
+            out, err = (text.decode() for text in demo.communicate(timeout=DEMO_TIMEOUT))
         except subprocess.TimeoutExpired:
-            stop_group(demo, STOP_TIMEOUT)  # the demo stops its servers on SIGTERM
-            out, err = demo.communicate()
-            pytest.fail(f"the demo ran past {DEMO_TIMEOUT:g} s:\n{out}\n{err}")
+            child.stop(STOP_TIMEOUT)  # the demo stops its servers on SIGTERM
+            pytest.fail(f"the demo ran past {DEMO_TIMEOUT:g} s:\n{demo.communicate()}")
 
     assert demo.returncode == 0, f"{out}\n{err}"
     assert "Traceback" not in err, err
@@ -263,6 +244,80 @@ def test_demo_runs_for_its_duration_and_leaves_no_process() -> None:
     assert "Serving for 3 s (--duration)." in out
     assert re.search(r"^gunicorn \(pid \d+\) stopped$", out, re.MULTILINE), out
     assert re.search(r"^redis-server \(pid \d+\) stopped$", out, re.MULTILINE), out
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class Lines:
+    """What a child writes to ``fd`` (a pipe, or a terminal's main side), line by line.
+
+    A thread reads it, so that the child never blocks on a full pipe.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, name="child-output")
+        self._thread.start()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def _read(self) -> None:
+        pending = b""
+        while True:
+            try:
+                chunk = os.read(self._fd, 65536)
+            except OSError:  # EIO: every process holding the terminal has closed it
+                chunk = b""
+            if not chunk:
+                break
+            *complete, pending = (pending + chunk).split(b"\n")
+            for line in complete:
+                self._queue.put(self._plain(line) + "\n")
+        if pending:
+            self._queue.put(self._plain(pending))
+        self._queue.put(None)
+
+    @staticmethod
+    def _plain(line: bytes) -> str:
+        """Without a terminal's \\r and colours (tox colours the lines of stderr)."""
+        return ANSI_ESCAPE.sub("", line.rstrip(b"\r").decode(errors="replace"))
+
+    def until(self, line: str, timeout: float) -> str:
+        """The output up to and with ``line``; fails if it ends or ``timeout`` passes first."""
+        deadline = time.monotonic() + timeout
+        while not self.lines or self.lines[-1] != f"{line}\n":
+            try:
+                got = self._queue.get(timeout=max(deadline - time.monotonic(), 0.1))
+            except queue.Empty:
+                pytest.fail(f"no {line!r} within {timeout:g} s:\n{self.text}")
+            if got is None:
+                self._queue.put(None)  # for join()
+                pytest.fail(f"the output ended before {line!r}:\n{self.text}")
+            self.lines.append(got)
+        return self.text
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the end of the output; whether it came. Then ``text`` has it all."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return False
+        while (line := self._queue.get_nowait()) is not None:
+            self.lines.append(line)
+        self._queue.put(None)  # for the next join()
+        return True
+
+
+def kill_leftovers(pids: Sequence[int]) -> None:
+    """SIGKILL those of ``pids`` still running: do not leave them to the next test."""
+    for pid in pids:
+        if running(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.gunicorn
@@ -275,62 +330,33 @@ def test_demo_stops_on_signal_and_leaves_no_process(how: str, tmp_path: Path) ->
     alone. SIGKILL follows the SIGINT at once, so the demo never gets to stop
     them itself, however fast this machine is.
     """
-    lines: queue.Queue[str | None] = queue.Queue()
-    with (
-        (tmp_path / "demo.err").open("w+") as err_file,
-        subprocess.Popen(
-            DEMO,
-            cwd=ROOT,
-            env=child_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=err_file,
-            text=True,
-            start_new_session=True,  # its own process group, as a shell gives a job
-        ) as demo,
-    ):
-        assert demo.stdout is not None
-        stdout = demo.stdout
-
-        def read() -> None:
-            for line in stdout:
-                lines.put(line)
-            lines.put(None)
-
-        reader = threading.Thread(target=read, name="demo-stdout")
-        reader.start()
-        out: list[str] = []
-        pids: list[int] = []
-        try:
-            deadline = time.monotonic() + DEMO_TIMEOUT
-            while not out or out[-1] != "Serving until Ctrl-C.\n":
-                line = lines.get(timeout=max(deadline - time.monotonic(), 0.1))
-                assert line is not None, "".join(out)
-                out.append(line)
-            pids = demo_pids("".join(out))
-            if how == "sigterm":
-                demo.send_signal(signal.SIGTERM)
-            else:
-                os.killpg(demo.pid, signal.SIGINT)
-            if how == "ctrl-c-then-sigkill":
-                demo.kill()
-            demo.wait(timeout=STOP_TIMEOUT)
-            # The servers hold the demo's stdout until they exit.
-            reader.join(timeout=STOP_TIMEOUT)
-            left = wait_until_stopped(pids)
-        finally:
-            stop_group(demo, STOP_TIMEOUT)
-            if reader.is_alive() or any(running(pid) for pid in pids):
-                for pid in pids:  # do not leave them to the next test
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-            reader.join()
-        while (line := lines.get_nowait()) is not None:
-            out.append(line)
+    with (tmp_path / "demo.err").open("w+") as err_file:
+        # Its own process group, as a shell gives a job.
+        child = start(DEMO, cwd=ROOT, env=child_env(), stdout=PIPE, stderr=err_file)
+        with child.proc as demo:
+            assert demo.stdout is not None
+            output = Lines(demo.stdout.fileno())
+            pids: list[int] = []
+            try:
+                pids = demo_pids(output.until("Serving until Ctrl-C.", DEMO_TIMEOUT))
+                if how == "sigterm":
+                    demo.send_signal(signal.SIGTERM)
+                else:
+                    os.killpg(demo.pid, signal.SIGINT)
+                if how == "ctrl-c-then-sigkill":
+                    demo.kill()
+                demo.wait(timeout=STOP_TIMEOUT)
+                # The servers hold the demo's stdout until they exit.
+                output.join(timeout=STOP_TIMEOUT)
+                left = wait_until_stopped(pids)
+            finally:
+                child.stop(STOP_TIMEOUT)
+                kill_leftovers(pids)
+                output.join()
         err_file.seek(0)
         err = err_file.read()
 
-    text = "".join(out)
+    text = output.text
     assert left == [], f"still running: {left}\n{text}\n{err}"
     assert "Traceback" not in err, err
     assert_demo_output(text)
@@ -342,6 +368,63 @@ def test_demo_stops_on_signal_and_leaves_no_process(how: str, tmp_path: Path) ->
         assert f"{signame}: stopping." in text
         assert re.search(r"^gunicorn \(pid \d+\) stopped$", text, re.MULTILINE), text
         assert re.search(r"^redis-server \(pid \d+\) stopped$", text, re.MULTILINE), text
+
+
+#: Seconds for `make demo` to serve: tox may have to build the demo's environment first.
+MAKE_DEMO_TIMEOUT = 300.0
+#: Makes the terminal on fd 0 the controlling terminal of a new session, then runs argv.
+WITH_TERMINAL = (
+    "import fcntl, os, sys, termios\n"
+    "fcntl.ioctl(0, termios.TIOCSCTTY, 0)\n"
+    "os.execvp(sys.argv[1], sys.argv[1:])\n"
+)
+
+
+@pytest.mark.gunicorn
+@pytest.mark.skipif(
+    shutil.which("make") is None or not (ROOT / ".venv" / "bin" / "tox").exists(),
+    reason="needs make, and the .venv with tox that `make` builds",
+)
+def test_make_demo_stopped_with_ctrl_c_exits_0() -> None:
+    """The README's `make demo` at a terminal, then Ctrl-C: every process exits, make with 0.
+
+    make runs in a session of its own whose controlling terminal is a new pty,
+    the foreground job there as a shell leaves it; Ctrl-C is the byte a
+    keyboard sends, and the terminal turns it into SIGINT for its foreground job.
+    """
+    # Not the variables of the tox environment these tests run in.
+    inner = ("TOX_", "VIRTUAL_ENV", "PYTHONDEVMODE", "_PYTHON_")
+    env = {key: value for key, value in child_env().items() if not key.startswith(inner)}
+    main_fd, terminal = pty.openpty()
+    try:
+        make = [sys.executable, "-c", WITH_TERMINAL, "make", "demo"]
+        child = start(make, cwd=ROOT, env=env, stdin=terminal, stdout=terminal, stderr=terminal)
+    finally:
+        os.close(terminal)
+    output = Lines(main_fd)
+    pids: list[int] = []
+    try:
+        pids = demo_pids(output.until("Serving until Ctrl-C.", MAKE_DEMO_TIMEOUT))
+        os.write(main_fd, b"\x03")  # Ctrl-C
+        code = child.proc.wait(timeout=STOP_TIMEOUT * 2)
+        output.join(timeout=STOP_TIMEOUT)
+        left = wait_until_stopped([*pids, *processes(session=child.pid)])
+    finally:
+        child.stop(STOP_TIMEOUT)
+        kill_leftovers([*pids, *processes(session=child.pid)])
+        output.join()
+        os.close(main_fd)
+
+    text = output.text
+    assert code == 0, text
+    assert left == [], f"still running: {left}\n{text}"
+    assert "SIGINT: stopping." in text
+    assert re.search(r"^gunicorn \(pid \d+\) stopped", text, re.MULTILINE), text
+    assert re.search(r"^redis-server \(pid \d+\) stopped", text, re.MULTILINE), text
+    assert "evaluation failed" not in text, text
+    assert "congratulations" in text, text
+    assert "Interrupt" not in text, text  # make's "*** [Makefile:...: demo] Interrupt"
+    assert "Traceback" not in text, text
 
 
 def test_demo_without_redis_server_names_the_package(tmp_path: Path) -> None:
