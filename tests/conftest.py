@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -118,3 +119,26 @@ def _close_pools() -> Iterator[None]:
     for pool in plain_pools.values():
         pool.disconnect()
     plain_pools.clear()
+
+
+# ------------------------------------------------------------------- probes
+
+
+@pytest.fixture
+def isolated_probes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No CONNHEALTH_* setting from outside; no probe state or check thread outlives the test.
+
+    Modules of tests that answer health probes use it with ``pytestmark``.
+    """
+    from django_connhealth.conf import SETTING_NAMES
+    from django_connhealth.process import reset_process_state
+
+    for name in SETTING_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    reset_process_state()
+    threads = set(threading.enumerate())
+    yield
+    # Stops the check threads first (a check stuck on a dead socket ends with its
+    # socket timeout), so none of them opens a connection after the pools close.
+    reset_process_state()
+    assert set(threading.enumerate()) <= threads

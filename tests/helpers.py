@@ -1,8 +1,142 @@
-"""Helpers shared by tests (fixtures live in conftest.py)."""
+"""Helpers shared by tests (fixtures live in conftest.py).
+
+No test module imports another: what two of them need lives here.
+"""
 
 from __future__ import annotations
 
-from django_connhealth import sized_caches
+import contextlib
+import inspect
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import uuid
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import pytest
+from django.test import override_settings
+from hypothesis import HealthCheck, settings
+from redis.connection import BlockingConnectionPool
+
+from django_connhealth import defaults, sized_caches
+from django_connhealth.pool import SizedConnectionPool
+from testproject.demo import gunicorn_no_control_socket
+from testproject.supervisor import NotReady, free_port, start
+from testproject.traffic import fan_out, get
+from tests.servers import ROOT
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+    from pathlib import Path
+
+    from django.test.client import _MonkeyPatchedASGIResponse, _MonkeyPatchedWSGIResponse
+
+    from tests.redis_server import RedisServer
+
+    Response = _MonkeyPatchedWSGIResponse | _MonkeyPatchedASGIResponse
+
+# ---------------------------------------------------------------------- waiting
+
+#: Upper bound for waits that usually take a fraction of a second.
+SLOW = 30.0
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = SLOW, what: str = "") -> None:
+    """Return once ``predicate()`` is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"not in {timeout} s: {what or 'the condition'}"
+        time.sleep(0.1)
+
+
+def unique_host() -> str:
+    """A ``CONNHEALTH_HOST`` of this test's own, so the connection names it finds are its own."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+# ------------------------------------------------------------------- hypothesis
+
+# Bounded, deterministic runs; no example database written into the source tree.
+PROPERTY = settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def is_valid_name(name: str) -> bool:
+    """Whether Redis accepts ``name`` as a client name (printable ASCII, no space)."""
+    return bool(name) and all("!" <= char <= "~" for char in name)
+
+
+# ---------------------------------------------------------------- caches, pools
+
+DJANGO_REDIS = "django_redis.cache.RedisCache"
+#: A LOCATION for tests of pure functions: nothing connects to it.
+CACHE_URL = "redis://cache.internal:6379/0"
+#: The environment ``sized_caches()`` reads in those tests: a fixed host name.
+ENVIRON = {"CONNHEALTH_HOST": "web-1"}
+
+
+def redis_cache(location: Any = CACHE_URL, **options: Any) -> dict[str, Any]:
+    """One django-redis alias as a user writes it in CACHES."""
+    config: dict[str, Any] = {"BACKEND": DJANGO_REDIS, "LOCATION": location}
+    if options:
+        config["OPTIONS"] = options
+    return config
+
+
+def caches_for(location: str = CACHE_URL) -> dict[str, dict[str, Any]]:
+    """CACHES with one django-redis alias, ``default``, as a user writes it."""
+    return {"default": redis_cache(location)}
+
+
+def sized_one(**options: Any) -> dict[str, Any]:
+    """The OPTIONS ``sized_caches`` gives a single django-redis alias."""
+    sized = sized_caches({"default": redis_cache(**options)}, environ=ENVIRON)
+    result: dict[str, Any] = sized["default"]["OPTIONS"]
+    return result
+
+
+def pool_kwargs(sized: dict[str, dict[str, Any]], alias: str = "default") -> dict[str, Any]:
+    """The CONNECTION_POOL_KWARGS ``sized_caches`` gave ``alias``."""
+    kwargs: dict[str, Any] = sized[alias]["OPTIONS"]["CONNECTION_POOL_KWARGS"]
+    return kwargs
+
+
+def sized_report(sized: dict[str, dict[str, Any]], alias: str = "default") -> dict[str, Any]:
+    """What ``sized_caches`` recorded for ``alias`` (its ``CONNHEALTH`` option)."""
+    recorded: dict[str, Any] = sized[alias]["OPTIONS"][defaults.OPTIONS_KEY]
+    return recorded
+
+
+#: Counts every count variable refuses.
+MALFORMED_COUNTS = (
+    "abc",
+    "0",
+    "-3",
+    "2.5",
+    " ",
+    "\t",
+    "1e3",
+    "٣",  # ARABIC-INDIC DIGIT THREE: int() accepts it, we do not
+    "²",
+    "+4",
+    "0x10",
+    "1_000",
+    "4 workers",
+    "4,5",
+    str(defaults.MAX_COUNT + 1),
+    "9" * 30,
+    "1" * 5000,  # int() refuses more than 4300 digits with ValueError
+    "00",
+)
 
 
 def redis_caches(
@@ -13,3 +147,230 @@ def redis_caches(
     if options:
         config["OPTIONS"] = options
     return sized_caches({"default": config}, environ=environ or {})
+
+
+def pool_of(cache_backend: Any) -> SizedConnectionPool:
+    """The pool django-redis uses for this cache object (primary server)."""
+    pool = cache_backend.client.get_client().connection_pool
+    assert isinstance(pool, SizedConnectionPool)
+    return pool
+
+
+# redis-py 5.0 requires a command name here; later versions warn when one is given.
+_NEEDS_COMMAND_NAME = (
+    inspect.signature(BlockingConnectionPool.get_connection).parameters["command_name"].default
+    is inspect.Parameter.empty
+)
+
+
+def acquire(pool: Any) -> Any:
+    """Take a connection out of the pool, as redis-py's client does (and keep it)."""
+    if _NEEDS_COMMAND_NAME:
+        return pool.get_connection("PING")
+    return pool.get_connection()
+
+
+# ------------------------------------------------------------- health endpoints
+
+PROBE = "django_connhealth.middleware.ProbeMiddleware"
+APP_MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+CHECK_TIMEOUT = 1.0
+#: What a readiness answer may take: the setting plus the margin the spec allows.
+BOUND = CHECK_TIMEOUT + 0.5
+TOKEN = "t0k3n-secret"
+HEALTH_JSON = "application/health+json"
+PATHS = ["/health/live", "/health/ready", "/health/"]
+READY_PATHS = ["/health/ready", "/health/"]
+FAIL_DOC = {"status": "fail", "checks": {"redis.default:responseTime": [{"status": "fail"}]}}
+WARN_DOC = {"status": "warn", "checks": {"redis.default:responseTime": [{"status": "warn"}]}}
+#: ``health(..., CONNHEALTH_CHECK_TIMEOUT=UNSET)``: leave the setting to the environment.
+UNSET = object()
+#: A kubelet's Host header: a pod IP, never in ALLOWED_HOSTS.
+POD_IP = "10.1.2.3:8000"
+
+
+@contextlib.contextmanager
+def health(
+    location: str,
+    *,
+    probe: bool = True,
+    pool: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    **extra: Any,
+) -> Iterator[None]:
+    """Settings with one sized django-redis alias at ``location`` and the health URLs.
+
+    ``pool`` is its CONNECTION_POOL_KWARGS, ``options`` more of its OPTIONS,
+    ``extra`` more settings.
+    """
+    options = dict(options or {})
+    if pool is not None:
+        options["CONNECTION_POOL_KWARGS"] = pool
+    extra.setdefault("CONNHEALTH_CHECK_TIMEOUT", CHECK_TIMEOUT)
+    if extra["CONNHEALTH_CHECK_TIMEOUT"] is UNSET:
+        del extra["CONNHEALTH_CHECK_TIMEOUT"]  # from the environment
+    with override_settings(
+        CACHES=redis_caches(location, **options),
+        ROOT_URLCONF="tests.health_urls",
+        MIDDLEWARE=[PROBE, *APP_MIDDLEWARE] if probe else APP_MIDDLEWARE,
+        **extra,
+    ):
+        yield
+
+
+def timed(call: Callable[..., Response], *args: Any, **kwargs: Any) -> tuple[Response, float]:
+    started = time.monotonic()
+    response = call(*args, **kwargs)
+    return response, time.monotonic() - started
+
+
+def body(response: Response) -> dict[str, Any]:
+    assert response["Content-Type"] == HEALTH_JSON
+    assert response["Cache-Control"] == "no-store"
+    document: dict[str, Any] = json.loads(response.content)
+    return document
+
+
+def assert_detail(response: Response, location: str) -> None:
+    assert response.status_code == 200
+    document = body(response)
+    assert document["status"] == "pass"
+    [check] = document["checks"]["redis.default:responseTime"]
+    assert check["componentId"] == location
+    assert check["componentType"] == "datastore"
+    assert check["observedUnit"] == "ms"
+    assert isinstance(check["observedValue"], float)
+    assert check["observedValue"] >= 0
+    assert check["status"] == "pass"
+    assert check["time"].endswith("Z")
+    [connections] = document["checks"]["redis.default:connections"]
+    assert connections["componentId"] == location
+    assert connections["observedUnit"] == "connections"
+    assert connections["max_connections"] == 3  # 1 thread + headroom 2
+    for figure in ("in_use", "idle", "created", "peak_in_use", "waits", "timeouts"):
+        assert isinstance(connections[figure], int), figure
+
+
+def connhealth_clients(server: RedisServer) -> int:
+    """Connections to ``server`` that this app named."""
+    return sum(1 for client in server.client_list() if client["name"].startswith("connhealth:"))
+
+
+def pings(server: RedisServer) -> int:
+    """PING commands ``server`` has run."""
+    stats = server.info("commandstats").get("cmdstat_ping", {})
+    return int(stats.get("calls", 0))
+
+
+# ------------------------------------------------------------------------- fork
+
+
+def alone_or_rerun(request: pytest.FixtureRequest) -> bool:
+    """Whether this test may fork here; if not, it has been run in a fresh interpreter.
+
+    Forking with other threads alive is unsafe (and deprecated from 3.12), and
+    earlier tests leave library thread pools behind (asgiref's, for one): then
+    the test runs again in a fresh interpreter, where the only thread is ours.
+    """
+    if threading.active_count() == 1:
+        return True
+    # From ROOT (where the children of this run start, so the installed package is
+    # imported), with this run's configuration: the test named by path, as the cwd differs.
+    this_run = request.config
+    args = ["-q", "-p", "no:cacheprovider", "--rootdir", str(this_run.rootpath)]
+    args += ["-c", str(this_run.inipath), f"{request.path}::{request.node.name}"]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+    return False
+
+
+def report_from_child(
+    report_fd: int, make_report: Callable[[], dict[str, Any]], *, hold_fd: int | None = None
+) -> NoReturn:
+    """End a forked child: ``make_report()`` (or the traceback it raised) as a JSON line.
+
+    The line goes to ``report_fd``. With ``hold_fd``, the child then waits for a
+    byte there (or its closing), so what it holds stays open until the parent has
+    looked. ``os._exit`` (0, or 2 after an error) skips the parent's clean-up.
+    """
+    code = 1
+    try:
+        try:
+            report = make_report()
+        except BaseException:
+            report = {"error": traceback.format_exc()}
+        os.write(report_fd, json.dumps(report).encode() + b"\n")
+        if hold_fd is not None:
+            os.read(hold_fd, 1)
+        code = 0 if "error" not in report else 2
+    finally:
+        os._exit(code)
+
+
+# --------------------------------------------------------------------- gunicorn
+
+#: Seconds for gunicorn to boot and answer, and for it to stop.
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 30.0
+BOOTED = re.compile(r"Booting worker with pid: (\d+)")
+
+
+@contextlib.contextmanager
+def gunicorn(
+    args: Sequence[str], env: dict[str, str], log_path: Path, workers: int
+) -> Iterator[tuple[str, subprocess.Popen[bytes], list[int]]]:
+    """testproject.wsgi under gunicorn: (base URL, master, worker pids), once all booted."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "gunicorn", *args, *gunicorn_no_control_socket()]
+    cmd += ["-b", f"127.0.0.1:{port}", "testproject.wsgi"]
+    base = f"http://127.0.0.1:{port}"
+
+    def booted() -> list[int]:
+        return [int(pid) for pid in BOOTED.findall(log_path.read_text(errors="replace"))]
+
+    master = start(cmd, name="gunicorn", log=log_path, env=env, cwd=ROOT)
+    try:
+        try:
+            master.wait_until(
+                lambda: len(booted()) >= workers and get(f"{base}/ok")[0] == 200,
+                READY_TIMEOUT,
+                f"booting {workers} workers and answering /ok",
+            )
+        except NotReady as error:
+            pytest.fail(str(error))
+        yield base, master.proc, booted()
+    finally:
+        master.stop(STOP_TIMEOUT)
+
+
+def pools_of_every_worker(base: str, workers: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The /pool answer of each worker, asked until every worker has a pool.
+
+    Which worker accepts a connection is up to the kernel, so ask many at once,
+    and send cache work again if a worker has not built its pool yet.
+    """
+    answers: dict[int, dict[str, Any]] = {}
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        for status, text in fan_out([f"{base}/pool"] * 32, 16):
+            assert status == 200, (status, text)
+            answer = json.loads(text)
+            answers[answer["pid"]] = answer
+        if all(answers.get(pid, {}).get("pools") for pid in workers):
+            return answers
+        if time.monotonic() > deadline:
+            pytest.fail(f"not every worker of {workers} answered with a pool: {answers}")
+        assert [status for status, _ in fan_out([f"{base}/work"] * 32, 16)] == [200] * 32

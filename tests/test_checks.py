@@ -21,8 +21,9 @@ from django.test import override_settings
 
 from django_connhealth import sized_caches
 from django_connhealth.apps import ConnHealthConfig
-from django_connhealth.checks import check_redis_pools
+from django_connhealth.checks import check_redis_pools, check_settings
 from django_connhealth.factory import ConnectionFactory
+from tests.helpers import APP_MIDDLEWARE, PROBE
 
 if TYPE_CHECKING:
     from django.core.checks import CheckMessage
@@ -431,6 +432,23 @@ def test_w008_django_builtin_redis_cache() -> None:
             id="connhealth.W008",
         )
     ]
+
+
+# ------------------------------------------------------------------------ W009
+
+
+def test_probe_middleware_not_first_warns() -> None:
+    def w009() -> list[str]:
+        return [message.msg for message in check_settings() if message.id == "connhealth.W009"]
+
+    with override_settings(MIDDLEWARE=[*APP_MIDDLEWARE[:2], PROBE, *APP_MIDDLEWARE[2:]]):
+        [message] = w009()
+        assert PROBE in message
+    with override_settings(MIDDLEWARE=[PROBE, *APP_MIDDLEWARE]):
+        assert w009() == []
+    with override_settings(MIDDLEWARE=APP_MIDDLEWARE):
+        assert w009() == []
+    assert check_settings() == []
 
 
 # ------------------------------------------------------------------ passwords

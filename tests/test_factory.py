@@ -14,7 +14,7 @@ from django.test import override_settings
 from django_connhealth import sized_caches
 from django_connhealth.factory import ConnectionFactory
 from django_connhealth.pool import SizedConnectionPool
-from tests.helpers import redis_caches
+from tests.helpers import SLOW, redis_caches
 
 if TYPE_CHECKING:
     import pytest
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 #: ``django.core.cache.cache`` (a per-thread proxy), typed loosely: django-redis adds ``client``.
 cache: Any = default_cache
-SLOW = 20.0
 THREADS = 16
 REPETITIONS = 10
 

@@ -12,7 +12,6 @@ import contextlib
 import http.client
 import json
 import os
-import re
 import sys
 import time
 import urllib.error
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from testproject.supervisor import NotReady, free_port, start
+from tests.helpers import BOOTED
 from tests.servers import child_env
 
 if TYPE_CHECKING:
@@ -42,7 +42,6 @@ READY_TIMEOUT = 30.0
 REQUEST_TIMEOUT = 5.0
 #: CONNHEALTH_CHECK_TIMEOUT's default, plus the margin a probe may take on top.
 BOUND = 1.0 + 0.5
-BOOTED = re.compile(r"Booting worker with pid: (\d+)")
 
 
 @dataclass

@@ -9,17 +9,13 @@ pool under test is the one django-redis hands to that cache. Each test uses its 
 from __future__ import annotations
 
 import gc
-import inspect
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 import traceback
 import uuid
 import weakref
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -28,13 +24,21 @@ from django.core.cache import cache as default_cache
 from django.core.cache import caches
 from django.test import override_settings
 from django_redis.exceptions import ConnectionInterrupted
-from redis.connection import BlockingConnectionPool
 
 from django_connhealth.factory import ConnectionFactory
 from django_connhealth.naming import client_name
 from django_connhealth.pool import PoolFigures, PoolTimeoutError, SizedConnectionPool, live_pools
 from testproject.supervisor import free_port, read_line, reap
-from tests.helpers import redis_caches
+from tests.helpers import (
+    SLOW,
+    acquire,
+    alone_or_rerun,
+    pool_of,
+    redis_caches,
+    report_from_child,
+    unique_host,
+    wait_for,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -44,27 +48,12 @@ if TYPE_CHECKING:
 
 PID = os.getpid()
 PASSWORD = "s3cret"
-# Not resolved: under tox, the directory of links tests/import_root.py makes, so a
-# child started here imports django_connhealth from where this process does.
-ROOT = Path(__file__).absolute().parent.parent
-#: Upper bound for anything that should take milliseconds (joins, pipes, polls).
-SLOW = 20.0
 
 #: ``django.core.cache.cache`` (a per-thread proxy), typed loosely: django-redis adds ``client``.
 cache: Any = default_cache
 
-# redis-py 5.0 requires a command name here; later versions warn when one is given.
-_NEEDS_COMMAND_NAME = (
-    inspect.signature(BlockingConnectionPool.get_connection).parameters["command_name"].default
-    is inspect.Parameter.empty
-)
-
 
 # ---------------------------------------------------------------------- helpers
-
-
-def unique_host() -> str:
-    return f"t{uuid.uuid4().hex[:10]}"
 
 
 def our_name(host: str, pid: int = PID, alias: str = "default") -> str:
@@ -74,27 +63,6 @@ def our_name(host: str, pid: int = PID, alias: str = "default") -> str:
 def named(server: RedisServer, name: str) -> list[dict[str, str]]:
     """CLIENT LIST entries carrying exactly ``name``."""
     return [entry for entry in server.client_list() if entry.get("name") == name]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = SLOW) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
-def pool_of(cache_backend: Any) -> SizedConnectionPool:
-    """The pool django-redis uses for this cache object (primary server)."""
-    pool = cache_backend.client.get_client().connection_pool
-    assert isinstance(pool, SizedConnectionPool)
-    return pool
-
-
-def acquire(pool: Any) -> Any:
-    """Take a connection out of the pool, as redis-py's client does."""
-    if _NEEDS_COMMAND_NAME:
-        return pool.get_connection("PING")
-    return pool.get_connection()
 
 
 def raised_through_cache(exc: BaseException) -> BaseException:
@@ -336,54 +304,27 @@ def test_user_client_name_wins(fresh_redis: RedisServer) -> None:
 # -------------------------------------------------------------------- 4. fork
 
 
-def _child(pool: SizedConnectionPool, report_fd: int, go_fd: int) -> None:
-    """Runs in the forked child; never returns."""
-    code = 1
-    try:
-        try:
-            before = pool.figures().as_dict()
-            value = cache.get("k")
-            conn_name = cache.client.get_client().client_getname()
-            if isinstance(conn_name, bytes):
-                conn_name = conn_name.decode()
-            report = {
-                "pid": os.getpid(),
-                "value": value,
-                "name": conn_name,
-                "same_pool": pool_of(cache) is pool,
-                "before": before,
-                "after": pool.figures().as_dict(),
-            }
-        except BaseException:
-            report = {"error": traceback.format_exc()}
-        os.write(report_fd, json.dumps(report).encode() + b"\n")
-        os.read(go_fd, 1)  # keep the connection open until the parent has looked
-        code = 0 if "error" not in report else 2
-    finally:
-        os._exit(code)
+def _child_report(pool: SizedConnectionPool) -> dict[str, Any]:
+    """What the forked child sees of the pool it inherited, and of the connection it opens."""
+    before = pool.figures().as_dict()
+    value = cache.get("k")
+    conn_name = cache.client.get_client().client_getname()
+    if isinstance(conn_name, bytes):
+        conn_name = conn_name.decode()
+    return {
+        "pid": os.getpid(),
+        "value": value,
+        "name": conn_name,
+        "same_pool": pool_of(cache) is pool,
+        "before": before,
+        "after": pool.figures().as_dict(),
+    }
 
 
 def test_forked_child_opens_its_own_named_connection(
     redis_db: RedisDB, request: pytest.FixtureRequest
 ) -> None:
-    if threading.active_count() > 1:
-        # Forking with other threads alive is unsafe (and deprecated from 3.12), and
-        # earlier tests leave library thread pools behind (asgiref's, for one): run
-        # this test again in a fresh interpreter, where the only thread is ours.
-        # From ROOT, with this run's configuration: named by path, as the cwd differs.
-        this_run = request.config
-        args = ["-q", "-p", "no:cacheprovider", "--rootdir", str(this_run.rootpath)]
-        args += ["-c", str(this_run.inipath), f"{request.path}::{request.node.name}"]
-        result = subprocess.run(
-            [sys.executable, "-m", "pytest", *args],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert "1 passed" in result.stdout
+    if not alone_or_rerun(request):
         return
     host = unique_host()
     config = redis_caches(redis_db.url, environ={"CONNHEALTH_HOST": host})
@@ -403,7 +344,8 @@ def test_forked_child_opens_its_own_named_connection(
         if pid == 0:  # pragma: no cover - the child reports through the pipe
             os.close(report_r)
             os.close(go_w)
-            _child(pool, report_w, go_r)
+            # The child holds its connection open until the parent has looked.
+            report_from_child(report_w, lambda: _child_report(pool), hold_fd=go_r)
         os.close(report_w)
         os.close(go_r)
         try:

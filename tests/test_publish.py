@@ -15,7 +15,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +24,14 @@ from django.core.cache import cache as default_cache
 from django.test import override_settings
 
 from django_connhealth import defaults, publish
-from django_connhealth.pool import SizedConnectionPool
 from testproject.supervisor import read_line, reap
-from tests.helpers import redis_caches
+from tests.helpers import (
+    SLOW,
+    pool_of,
+    redis_caches,
+    report_from_child,
+    unique_host,
+)
 from tests.servers import _get_connection, join_publishers, publisher_threads
 
 if TYPE_CHECKING:
@@ -37,8 +41,6 @@ if TYPE_CHECKING:
     from tests.redis_server import RedisServer
 
 PID = os.getpid()
-#: Upper bound for anything that should take milliseconds (joins, polls).
-SLOW = 20.0
 RECORD_KEYS = {
     "host",
     "pid",
@@ -57,16 +59,6 @@ RECORD_KEYS = {
 }
 
 cache: Any = default_cache
-
-
-def unique_host() -> str:
-    return f"p{uuid.uuid4().hex[:10]}"
-
-
-def pool_of(cache_backend: Any) -> SizedConnectionPool:
-    pool = cache_backend.client.get_client().connection_pool
-    assert isinstance(pool, SizedConnectionPool)
-    return pool
 
 
 def record_key(host: str, pid: int = PID) -> str:
@@ -347,23 +339,10 @@ def test_malformed_setting_is_logged_once_and_nothing_published(
 # ------------------------------------------------------------------ fork
 
 
-def _child(report_fd: int) -> None:
-    """Runs in the forked child; never returns."""
-    code = 1
-    report: dict[str, object]
-    try:
-        try:
-            cache.get("k")  # the child's pool starts afresh: a record is due at once
-            join_publishers()
-            report = {"pid": os.getpid()}
-        except BaseException:
-            import traceback
-
-            report = {"error": traceback.format_exc()}
-        os.write(report_fd, json.dumps(report).encode() + b"\n")
-        code = 0 if "error" not in report else 2
-    finally:
-        os._exit(code)
+def _child_report() -> dict[str, Any]:
+    cache.get("k")  # the child's pool starts afresh: a record is due at once
+    join_publishers()
+    return {"pid": os.getpid()}
 
 
 def test_forked_child_publishes_under_its_own_pid(redis_db: RedisDB) -> None:
@@ -377,7 +356,7 @@ def test_forked_child_publishes_under_its_own_pid(redis_db: RedisDB) -> None:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child reports through the pipe
             os.close(report_r)
-            _child(report_w)
+            report_from_child(report_w, _child_report)
         os.close(report_w)
         try:
             report = json.loads(read_line(report_r, SLOW))

@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from django_connhealth import defaults
 from django_connhealth.caches import sized_caches
-from django_connhealth.parse import parse_count
 from django_connhealth.sizing import (
     Concurrency,
     gunicorn_argv,
@@ -26,21 +25,19 @@ from django_connhealth.sizing import (
     pool_size,
     resolve_concurrency,
 )
+from tests.helpers import (
+    DJANGO_REDIS,
+    MALFORMED_COUNTS,
+    PROPERTY,
+    caches_for,
+    pool_kwargs,
+    sized_report,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-# Bounded, deterministic runs; no example database written into the source tree.
-PROPERTY = settings(
-    max_examples=200,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-
-REDIS = "django_redis.cache.RedisCache"
-URL = "redis://cache.internal:6379/0"
 
 COUNT_VARIABLES = (
     "CONNHEALTH_WORKERS",
@@ -52,20 +49,6 @@ COUNT_VARIABLES = (
     "CONNHEALTH_GREENLET_CAP",
 )
 ALL_VARIABLES = (*COUNT_VARIABLES, "CONNHEALTH_POOL_HEADROOM")
-
-
-def caches_for(location: str = URL) -> dict[str, dict[str, Any]]:
-    return {"default": {"BACKEND": REDIS, "LOCATION": location}}
-
-
-def pool_kwargs(sized: dict[str, dict[str, Any]], alias: str = "default") -> dict[str, Any]:
-    kwargs: dict[str, Any] = sized[alias]["OPTIONS"]["CONNECTION_POOL_KWARGS"]
-    return kwargs
-
-
-def report(sized: dict[str, dict[str, Any]], alias: str = "default") -> dict[str, Any]:
-    recorded: dict[str, Any] = sized[alias]["OPTIONS"][defaults.OPTIONS_KEY]
-    return recorded
 
 
 def write_config(directory: Path, body: str, name: str = "gunicorn.conf.py") -> Path:
@@ -244,23 +227,9 @@ def test_spec_example() -> None:
     assert concurrency.sources["workers"] == "WEB_CONCURRENCY"
     assert concurrency.sources["threads"] == "GUNICORN_CMD_ARGS"
     assert pool_kwargs(sized)["max_connections"] == 8
-    assert report(sized)["sources"]["max_connections"] == "derived"
-    assert report(sized)["headroom"] == 2
-    assert report(sized)["concurrency"] == concurrency.as_dict()
-
-
-@pytest.mark.parametrize(
-    ("headroom", "expected"), [(None, 8), ("", 8), ("0", 6), ("5", 11), (" 1 ", 7)]
-)
-def test_pool_headroom(headroom: str | None, expected: int) -> None:
-    environ = {"GUNICORN_CMD_ARGS": "--threads 6", "CONNHEALTH_HOST": "h"}
-    if headroom is not None:
-        environ["CONNHEALTH_POOL_HEADROOM"] = headroom
-
-    sized = sized_caches(caches_for(), environ=environ)
-
-    assert pool_kwargs(sized)["max_connections"] == expected
-    assert report(sized)["headroom"] == expected - 6
+    assert sized_report(sized)["sources"]["max_connections"] == "derived"
+    assert sized_report(sized)["headroom"] == 2
+    assert sized_report(sized)["concurrency"] == concurrency.as_dict()
 
 
 def test_pool_is_per_process_not_per_fleet() -> None:
@@ -639,7 +608,7 @@ def test_sized_caches_reads_the_gunicorn_command_line(monkeypatch: pytest.Monkey
     sized = sized_caches(caches_for(), environ=environ)
 
     assert pool_kwargs(sized)["max_connections"] == 10
-    assert report(sized)["concurrency"]["sources"]["threads"] == "gunicorn"
+    assert sized_report(sized)["concurrency"]["sources"]["threads"] == "gunicorn"
 
 
 def test_sized_caches_ignores_argv_outside_gunicorn(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -842,33 +811,12 @@ def test_worker_connections_ignored_for_threaded_workers() -> None:
 
 # --------------------------------------------------------------- malformed values
 
-MALFORMED = (
-    "abc",
-    "0",
-    "-3",
-    "2.5",
-    " ",
-    "\t",
-    "1e3",
-    "٣",  # ARABIC-INDIC DIGIT THREE: int() accepts it, we do not
-    "²",
-    "+4",
-    "0x10",
-    "1_000",
-    "4 workers",
-    "4,5",
-    str(defaults.MAX_COUNT + 1),
-    "9" * 30,
-    "1" * 5000,  # int() refuses more than 4300 digits with ValueError
-    "00",
-)
-
 
 def message_for(name: str, value: str) -> str:
     return f"{name}={value!r} is not valid"
 
 
-@pytest.mark.parametrize("value", MALFORMED)
+@pytest.mark.parametrize("value", MALFORMED_COUNTS)
 @pytest.mark.parametrize("name", COUNT_VARIABLES)
 def test_malformed_count(name: str, value: str) -> None:
     with pytest.raises(ImproperlyConfigured) as excinfo:
@@ -877,25 +825,12 @@ def test_malformed_count(name: str, value: str) -> None:
     assert str(excinfo.value).endswith(f"to {defaults.MAX_COUNT}, or unset it.")
 
 
-@pytest.mark.parametrize("value", MALFORMED)
+@pytest.mark.parametrize("value", MALFORMED_COUNTS)
 @pytest.mark.parametrize("name", COUNT_VARIABLES)
 def test_malformed_count_in_sized_caches(name: str, value: str) -> None:
     with pytest.raises(ImproperlyConfigured) as excinfo:
         sized_caches(caches_for(), environ={name: value, "CONNHEALTH_HOST": "h"})
     assert str(excinfo.value).startswith(message_for(name, value))
-
-
-MALFORMED_HEADROOM = (*(value for value in MALFORMED if value not in {"0", "00"}), "-1")
-
-
-@pytest.mark.parametrize("value", MALFORMED_HEADROOM)
-def test_malformed_headroom(value: str) -> None:
-    with pytest.raises(ImproperlyConfigured) as excinfo:
-        sized_caches(caches_for(), environ={"CONNHEALTH_POOL_HEADROOM": value})
-    assert str(excinfo.value) == (
-        f"CONNHEALTH_POOL_HEADROOM={value!r} is not valid: set it to a whole number from 0 "
-        f"to {defaults.MAX_COUNT}, or unset it."
-    )
 
 
 @pytest.mark.parametrize(
@@ -919,15 +854,6 @@ def test_malformed_greenlet_cap_with_gevent() -> None:
     environ = {"GUNICORN_CMD_ARGS": "-k gevent", "CONNHEALTH_GREENLET_CAP": "0"}
     with pytest.raises(ImproperlyConfigured, match=message_for("CONNHEALTH_GREENLET_CAP", "0")):
         resolve_concurrency(environ)
-
-
-def test_parse_count_message() -> None:
-    with pytest.raises(ImproperlyConfigured) as excinfo:
-        parse_count("WEB_CONCURRENCY", "2.5")
-    assert str(excinfo.value) == (
-        f"WEB_CONCURRENCY='2.5' is not valid: set it to a whole number from 1 "
-        f"to {defaults.MAX_COUNT}, or unset it."
-    )
 
 
 @pytest.mark.parametrize(
@@ -1123,7 +1049,7 @@ def test_any_environment(environ: dict[str, str]) -> None:
         return
     concurrency, sized = outcome
     check_concurrency(concurrency)
-    assert report(sized)["concurrency"] == concurrency.as_dict()
+    assert sized_report(sized)["concurrency"] == concurrency.as_dict()
 
 
 POSITIVE = st.integers(min_value=1, max_value=defaults.MAX_COUNT).map(str)
@@ -1164,8 +1090,8 @@ def test_max_connections_is_threads_plus_headroom(environ: dict[str, str]) -> No
 
     headroom = int(environ.get("CONNHEALTH_POOL_HEADROOM", defaults.POOL_HEADROOM))
     assert pool_kwargs(sized)["max_connections"] == concurrency.threads + headroom
-    assert report(sized)["headroom"] == headroom
-    assert report(sized)["concurrency"]["threads"] == concurrency.threads
+    assert sized_report(sized)["headroom"] == headroom
+    assert sized_report(sized)["concurrency"]["threads"] == concurrency.threads
     # workers never enter the per-process pool size
     if "CONNHEALTH_THREADS" in environ:
         assert concurrency.threads == int(environ["CONNHEALTH_THREADS"])
@@ -1187,7 +1113,7 @@ CACHE_CONFIG = st.fixed_dictionaries(
     {
         "BACKEND": st.sampled_from(
             [
-                REDIS,
+                DJANGO_REDIS,
                 "django.core.cache.backends.redis.RedisCache",
                 "django.core.cache.backends.locmem.LocMemCache",
             ]

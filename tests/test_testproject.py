@@ -20,28 +20,24 @@ import sys
 import threading
 import time
 from subprocess import PIPE
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from django_connhealth.conf import client_host
-from testproject.demo import gunicorn_no_control_socket
-from testproject.supervisor import NotReady, free_port, processes, running, start
-from testproject.traffic import fan_out, get
+from testproject.supervisor import processes, running, start
+from testproject.traffic import fan_out
+from tests.helpers import STOP_TIMEOUT, gunicorn, pools_of_every_worker
 from tests.servers import ROOT, child_env
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Sequence
     from pathlib import Path
 
     from tests.conftest import RedisDB
 
-#: Seconds for gunicorn to boot and answer, and for it to stop.
-READY_TIMEOUT = 30.0
-STOP_TIMEOUT = 30.0
 #: Seconds the demo may take from start to exit with --duration 3.
 DEMO_TIMEOUT = 60.0
-BOOTED = re.compile(r"Booting worker with pid: (\d+)")
 
 
 def wait_until_stopped(pids: Sequence[int]) -> list[int]:
@@ -99,54 +95,6 @@ def test_settings_without_redis_url_say_what_to_set(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- gunicorn
-
-
-@contextlib.contextmanager
-def gunicorn(
-    args: Sequence[str], env: dict[str, str], log_path: Path, workers: int
-) -> Iterator[tuple[str, subprocess.Popen[bytes], list[int]]]:
-    """testproject.wsgi under gunicorn: (base URL, master, worker pids), once all booted."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "gunicorn", *args, *gunicorn_no_control_socket()]
-    cmd += ["-b", f"127.0.0.1:{port}", "testproject.wsgi"]
-    base = f"http://127.0.0.1:{port}"
-
-    def booted() -> list[int]:
-        return [int(pid) for pid in BOOTED.findall(log_path.read_text(errors="replace"))]
-
-    master = start(cmd, name="gunicorn", log=log_path, env=env, cwd=ROOT)
-    try:
-        try:
-            master.wait_until(
-                lambda: len(booted()) >= workers and get(f"{base}/ok")[0] == 200,
-                READY_TIMEOUT,
-                f"booting {workers} workers and answering /ok",
-            )
-        except NotReady as error:
-            pytest.fail(str(error))
-        yield base, master.proc, booted()
-    finally:
-        master.stop(STOP_TIMEOUT)
-
-
-def pools_of_every_worker(base: str, workers: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """The /pool answer of each worker, asked until every worker has a pool.
-
-    Which worker accepts a connection is up to the kernel, so ask many at once,
-    and send cache work again if a worker has not built its pool yet.
-    """
-    answers: dict[int, dict[str, Any]] = {}
-    deadline = time.monotonic() + READY_TIMEOUT
-    while True:
-        for status, body in fan_out([f"{base}/pool"] * 32, 16):
-            assert status == 200, (status, body)
-            answer = json.loads(body)
-            answers[answer["pid"]] = answer
-        if all(answers.get(pid, {}).get("pools") for pid in workers):
-            return answers
-        if time.monotonic() > deadline:
-            pytest.fail(f"not every worker of {workers} answered with a pool: {answers}")
-        assert [status for status, _ in fan_out([f"{base}/work"] * 32, 16)] == [200] * 32
 
 
 @pytest.mark.gunicorn

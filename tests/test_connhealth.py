@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,11 +33,19 @@ from django_connhealth import publish, sized_caches
 from django_connhealth.conf import client_host
 from testproject import supervisor
 from testproject.supervisor import free_port
-from tests.helpers import redis_caches
+from tests.helpers import (
+    BOOTED,
+    SLOW,
+    gunicorn,
+    pools_of_every_worker,
+    redis_caches,
+    unique_host,
+    wait_for,
+)
 from tests.servers import Load, cache_worker, child_env
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
 
     from tests.conftest import RedisDB, StartRedis
     from tests.redis_server import SilentListener
@@ -47,8 +54,6 @@ PID = os.getpid()
 # Not resolved: under tox, the directory of links tests/import_root.py makes, so a
 # child started here imports django_connhealth from where this process does.
 ROOT = Path(__file__).absolute().parent.parent
-#: Upper bound for waits that usually take a fraction of a second.
-SLOW = 30.0
 #: What an unreachable alias may take to report (socket timeouts are 0.5 s and
 #: 1 s; the rest is slack for a loaded two-core machine).
 UNREACHABLE_BOUND = 4.0
@@ -93,10 +98,6 @@ def report_json(*args: str) -> tuple[dict[str, Any], int]:
     return json.loads(out), code
 
 
-def unique_host() -> str:
-    return f"c{uuid.uuid4().hex[:10]}"
-
-
 def per_process(db: RedisDB, alias: str = "default") -> dict[tuple[str, int], int]:
     """CLIENT LIST's connections to ``db`` named by this app for ``alias``, per (host, pid)."""
     counts: collections.Counter[tuple[str, int]] = collections.Counter()
@@ -107,13 +108,6 @@ def per_process(db: RedisDB, alias: str = "default") -> dict[tuple[str, int], in
         if len(parts) == 4 and parts[0] == "connhealth" and parts[3] == alias:
             counts[(parts[1], int(parts[2]))] += 1
     return dict(counts)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = SLOW, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"not in {timeout} s: {what}"
-        time.sleep(0.1)
 
 
 def rows_by_pid(cache: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -724,8 +718,6 @@ def command_report(redis_url: str, tmp_path: Path) -> dict[str, Any]:
 
 @pytest.mark.gunicorn
 def test_gunicorn_workers_under_load(redis_db: RedisDB, tmp_path: Path) -> None:
-    from tests.test_testproject import gunicorn, pools_of_every_worker
-
     env = gunicorn_env(redis_db.url, tmp_path)
     args = ["--preload", "-w", "3", "--threads", "4", "-k", "gthread"]
     host = client_host({})
@@ -774,8 +766,6 @@ def test_gunicorn_workers_under_load(redis_db: RedisDB, tmp_path: Path) -> None:
 
 @pytest.mark.gunicorn
 def test_gunicorn_two_hosts_on_one_redis(redis_db: RedisDB, tmp_path: Path) -> None:
-    from tests.test_testproject import gunicorn, pools_of_every_worker
-
     args = ["--preload", "-w", "2", "--threads", "4", "-k", "gthread"]
     env1 = gunicorn_env(redis_db.url, tmp_path / "1", CONNHEALTH_HOST="web-1")
     env2 = gunicorn_env(redis_db.url, tmp_path / "2", CONNHEALTH_HOST="web-2")
@@ -812,8 +802,6 @@ def test_gunicorn_killed_worker_goes_stale_and_its_replacement_shows(
     The command runs in-process here (CACHES at the same URL), so it can look
     every tenth of a second and catch the stale second.
     """
-    from tests.test_testproject import BOOTED, gunicorn, pools_of_every_worker
-
     env = gunicorn_env(redis_db.url, tmp_path)
     args = ["--preload", "-w", "2", "--threads", "4", "-k", "gthread"]
     log_path = tmp_path / "gunicorn.log"

@@ -1,0 +1,329 @@
+"""Readiness probes (``django_connhealth.probes``) through Django's test client, against real
+redis-servers.
+
+Every readiness answer is timed with ``time.monotonic``: a probe must answer within
+``CONNHEALTH_CHECK_TIMEOUT`` plus a small margin whatever Redis does (dies, stops,
+pauses its clients, or was never Redis at all).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from django.core.cache import caches
+from django.test import Client, override_settings
+
+from django_connhealth import probes
+from django_connhealth.ping import bounded_ping
+from django_connhealth.pool import PoolTimeoutError
+from testproject.supervisor import read_line, reap
+from tests.helpers import (
+    BOUND,
+    CHECK_TIMEOUT,
+    FAIL_DOC,
+    READY_PATHS,
+    SLOW,
+    TOKEN,
+    WARN_DOC,
+    acquire,
+    alone_or_rerun,
+    body,
+    connhealth_clients,
+    health,
+    pings,
+    pool_of,
+    report_from_child,
+    timed,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from tests.redis_server import RedisServer, SilentListener
+
+pytestmark = pytest.mark.usefixtures("isolated_probes")
+
+
+def test_killed_redis_fails_ready_in_time_and_recovers(fresh_redis: RedisServer) -> None:
+    with health(fresh_redis.url):
+        client = Client()
+        assert client.get("/health/ready").status_code == 200
+
+        fresh_redis.kill()
+        for path in READY_PATHS:
+            response, elapsed = timed(client.get, path)
+            assert response.status_code == 503
+            assert body(response) == FAIL_DOC
+            assert elapsed < BOUND, elapsed
+        # Liveness never touches Redis: a Redis outage must not restart the process.
+        response, elapsed = timed(client.get, "/health/live")
+        assert response.status_code == 200
+        assert body(response) == {"status": "pass"}
+        assert elapsed < 0.5
+        head = client.head("/health/ready")
+        assert head.status_code == 503
+        assert head.content == b""
+
+        fresh_redis.restart()
+        response = client.get("/health/ready")
+        assert response.status_code == 200, response.content
+        assert body(response) == {"status": "pass"}
+
+
+@contextlib.contextmanager
+def stopped(server: RedisServer) -> Iterator[None]:
+    """SIGSTOP: the kernel accepts connections, the server answers nothing."""
+    server.pause()
+    try:
+        yield
+    finally:
+        server.resume()
+
+
+@contextlib.contextmanager
+def clients_paused(server: RedisServer) -> Iterator[None]:
+    """``CLIENT PAUSE ... ALL``: the server holds every client's commands.
+
+    Redis 7.0 holds ``CLIENT UNPAUSE`` too under ``ALL`` (it runs when the
+    pause ends), so the pause is short and the unpause waits it out.
+    """
+    pause_ms = 3000
+    with server.client(socket_timeout=pause_ms / 1000 + 3) as helper:
+        helper.client_pause(pause_ms, all=True)
+        try:
+            yield
+        finally:
+            helper.client_unpause()
+
+
+@pytest.mark.parametrize("how", ["sigstop", "client-pause"])
+def test_unresponsive_redis_fails_ready_in_time(how: str, fresh_redis: RedisServer) -> None:
+    outage = stopped if how == "sigstop" else clients_paused
+    with health(fresh_redis.url):
+        client = Client()
+        assert client.get("/health/ready").status_code == 200  # a pooled connection exists
+
+        with outage(fresh_redis):
+            response, elapsed = timed(client.get, "/health/ready")
+            assert response.status_code == 503
+            assert body(response) == FAIL_DOC
+            assert elapsed < BOUND, elapsed
+            response, elapsed = timed(client.get, "/health/live")
+            assert response.status_code == 200
+            assert elapsed < 0.5
+
+        response = client.get("/health/ready")
+        assert response.status_code == 200, response.content
+
+
+def test_listener_that_never_answers_fails_ready_in_time(silent_listener: SilentListener) -> None:
+    with health(silent_listener.url), override_settings(CONNHEALTH_TOKEN=TOKEN):
+        client = Client()
+        response, elapsed = timed(client.get, "/health/ready")
+        assert response.status_code == 503
+        assert body(response) == FAIL_DOC
+        assert elapsed < BOUND, elapsed
+
+        response, elapsed = timed(client.get, "/health/ready", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+        assert response.status_code == 503
+        assert elapsed < BOUND, elapsed
+        [check] = body(response)["checks"]["redis.default:responseTime"]
+        assert check["status"] == "fail"
+        assert check["componentId"] == silent_listener.url
+    assert silent_listener.connection_count >= 1  # it was reached, and said nothing
+
+
+def test_saturated_pool_warns_in_time(fresh_redis: RedisServer) -> None:
+    with health(fresh_redis.url, pool={"max_connections": 2}):
+        client = Client()
+        assert body(client.get("/health/ready")) == {"status": "pass"}
+        pool = pool_of(caches["default"])
+        held = [acquire(pool), acquire(pool)]
+        try:
+            response, elapsed = timed(client.get, "/health/ready")
+            assert response.status_code == 200
+            assert body(response) == WARN_DOC
+            assert elapsed < BOUND, elapsed
+            with override_settings(CONNHEALTH_TOKEN=TOKEN):
+                detail = body(client.get("/health/ready", HTTP_AUTHORIZATION=f"Bearer {TOKEN}"))
+            [check] = detail["checks"]["redis.default:responseTime"]
+            assert check["status"] == "warn"
+            assert "no free connection" in check["output"]
+            [connections] = detail["checks"]["redis.default:connections"]
+            assert connections["in_use"] == 2
+            assert connections["max_connections"] == 2
+        finally:
+            for connection in held:
+                pool.release(connection)
+        # The probe gave up at its own deadline: that is no wait timeout of the pool.
+        assert pool.figures().timeouts == 0
+        assert body(client.get("/health/ready")) == {"status": "pass"}
+
+
+def test_wait_timeout_in_the_app_warns_at_the_next_probe(fresh_redis: RedisServer) -> None:
+    with health(fresh_redis.url, pool={"max_connections": 2, "timeout": 0.2}):
+        client = Client()
+        assert body(client.get("/health/ready")) == {"status": "pass"}
+        pool = pool_of(caches["default"])
+        held = [acquire(pool), acquire(pool)]
+        try:
+            with pytest.raises(PoolTimeoutError):
+                caches["default"].get("some-key")
+        finally:
+            for connection in held:
+                pool.release(connection)
+        assert pool.figures().timeouts == 1
+
+        response = client.get("/health/ready")
+        assert response.status_code == 200
+        assert body(response) == WARN_DOC
+        assert body(client.get("/health/ready")) == {"status": "pass"}
+
+
+def test_probes_reuse_pooled_connections(fresh_redis: RedisServer) -> None:
+    with health(fresh_redis.url):
+        client = Client()
+        assert client.get("/health/ready").status_code == 200
+        before = connhealth_clients(fresh_redis)
+        assert before >= 1
+        for _ in range(100):
+            assert client.get("/health/ready").status_code == 200
+        assert connhealth_clients(fresh_redis) == before
+
+
+def test_concurrent_probes_share_one_ping(fresh_redis: RedisServer) -> None:
+    """Probes arriving while a PING is under way wait for its answer rather than send their own."""
+    probes = 8
+    with health(fresh_redis.url):
+        client = Client()
+        assert client.get("/health/ready").status_code == 200  # an idle pooled connection
+        before = pings(fresh_redis)
+        started = threading.Barrier(probes + 1)
+        statuses: list[int] = []
+
+        def probe() -> None:
+            started.wait()
+            statuses.append(Client().get("/health/ready").status_code)
+
+        threads = [threading.Thread(target=probe) for _ in range(probes)]
+        with fresh_redis.client() as helper:
+            helper.client_pause(400, all=True)  # ends by itself, well within the timeout
+            for thread in threads:
+                thread.start()
+            started.wait()
+            for thread in threads:
+                thread.join()
+        assert statuses == [200] * probes
+        assert pings(fresh_redis) == before + 1
+
+
+def _probe_after(go_fd: int) -> dict[str, Any]:
+    """The child's readiness probe, once the parent says the server answers again."""
+    os.read(go_fd, 1)
+    response, elapsed = timed(Client().get, "/health/ready")
+    return {"status": response.status_code, "document": body(response), "elapsed": elapsed}
+
+
+def test_check_under_way_in_another_process_is_not_joined(
+    fresh_redis: RedisServer, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forked child inherits the parent's record of a check under way, never its thread.
+
+    The parent's probe pings in the calling thread (one pool with an idle
+    connection) a server stopped with SIGSTOP; a timer forks while that ping
+    waits for its PONG. The child never goes back to that ping, so there it never
+    ends: the child's own probe, once the server answers again, must ping afresh
+    and pass in time rather than wait for it.
+    """
+    if not alone_or_rerun(request):
+        return
+    parent = os.getpid()
+    state: dict[str, Any] = {"pinging": False, "child": None, "threads": None}
+    report_r, report_w = os.pipe()
+    go_r, go_w = os.pipe()
+
+    def ping_then_fork(*args: Any) -> None:
+        """probes.bounded_ping, with a fork due while it waits for the stopped server."""
+        if os.getpid() == parent and state["child"] is None:
+            signal.setitimer(signal.ITIMER_REAL, 0.1)
+        state["pinging"] = True
+        try:
+            bounded_ping(*args)
+        finally:
+            state["pinging"] = False
+
+    def fork_now(signum: int, frame: object) -> None:
+        if os.getpid() != parent or state["child"] is not None or not state["pinging"]:
+            return
+        # A single thread, or fork() warns (an error here); the ping runs in this one.
+        state["threads"] = threading.active_count()
+        if state["threads"] != 1:
+            return
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through the pipe
+            report_from_child(report_w, lambda: _probe_after(go_r))
+        state["child"] = pid
+        fresh_redis.resume()
+        os.write(go_w, b"x")
+
+    monkeypatch.setattr(probes, "bounded_ping", ping_then_fork)
+    previous = signal.signal(signal.SIGALRM, fork_now)
+    try:
+        with health(fresh_redis.url):
+            client = Client()
+            # Open the pool's connection without a probe, which would start a thread.
+            caches["default"].set("warm", 1)
+            fresh_redis.pause()
+            try:
+                response = client.get("/health/ready")
+            finally:
+                fresh_redis.resume()
+                signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+        os.close(report_w)
+        os.close(go_r)
+        os.close(go_w)
+        try:
+            pid = state["child"]
+            assert pid is not None, f"no fork during the ping ({state['threads']} threads)"
+            try:
+                report = json.loads(read_line(report_r, SLOW))
+            finally:
+                exit_code = reap(pid, SLOW)
+        finally:
+            os.close(report_r)
+
+    assert "error" not in report, report.get("error")
+    assert exit_code == 0
+    # The parent's ping was answered once the server went on.
+    assert response.status_code == 200, response.content
+    # The child pinged on its own: it never waited for the ping it inherited.
+    assert report["status"] == 200, report
+    assert report["document"] == {"status": "pass"}
+    assert report["elapsed"] < CHECK_TIMEOUT
+
+
+def test_cache_seconds_reuses_the_answer(fresh_redis: RedisServer) -> None:
+    with health(fresh_redis.url, CONNHEALTH_CACHE_SECONDS=5):
+        client = Client()
+        # Open the pool's connection first: redis-py sends a health-check PING with
+        # the first command on a new connection (health_check_interval).
+        caches["default"].set("warm", 1)
+        before = pings(fresh_redis)
+        for _ in range(50):
+            assert client.get("/health/ready").status_code == 200
+        assert pings(fresh_redis) - before == 1
+
+    with health(fresh_redis.url, CONNHEALTH_CACHE_SECONDS=0):
+        client = Client()
+        before = pings(fresh_redis)
+        for _ in range(50):
+            assert client.get("/health/ready").status_code == 200
+        assert pings(fresh_redis) - before == 50
