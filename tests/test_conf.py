@@ -1,5 +1,5 @@
-"""Settings read from the environment (``django_connhealth.conf``): ``client_host`` and
-``pool_headroom``; no Redis needed.
+"""This app's settings (``django_connhealth.conf``): the Django settings, and
+``client_host`` and ``pool_headroom`` read from an environ; no Redis needed.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from django_connhealth import defaults
 from django_connhealth.caches import sized_caches
-from django_connhealth.conf import client_host
+from django_connhealth.conf import SETTING_NAMES, Settings, client_host, conf, forget
+from django_connhealth.errors import SettingError
 from tests.helpers import (
     MALFORMED_COUNTS,
     PROPERTY,
@@ -86,3 +87,76 @@ def test_malformed_headroom(value: str) -> None:
         f"CONNHEALTH_POOL_HEADROOM={value!r} is not valid: set it to a whole number from 0 "
         f"to {defaults.MAX_COUNT}, or unset it."
     )
+
+
+# --------------------------------------------------------------- Django settings
+
+
+@pytest.mark.parametrize(
+    ("name", "default"),
+    [
+        ("CONNHEALTH_CHECK_TIMEOUT", defaults.CHECK_TIMEOUT),
+        ("CONNHEALTH_PUBLISH_SECONDS", defaults.PUBLISH_SECONDS),
+        ("CONNHEALTH_CACHE_SECONDS", defaults.CACHE_SECONDS),
+    ],
+)
+def test_seconds_settings_default_setting_then_environment(
+    name: str, default: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.test import override_settings
+
+    with override_settings(**{name: None}):
+        del_setting(name)
+        monkeypatch.delenv(name, raising=False)
+        assert getattr(conf, name) == default
+        monkeypatch.setenv(name, "")  # empty counts as unset
+        assert getattr(conf, name) == default
+        monkeypatch.setenv(name, "2.5")
+        assert getattr(conf, name) == 2.5
+    with override_settings(**{name: 4}):  # the Django setting wins over the environment
+        assert getattr(conf, name) == 4.0
+
+
+def del_setting(name: str) -> None:
+    """Make ``name`` undefined in Django's settings, as override_settings undoes afterwards."""
+    from django.conf import settings
+
+    delattr(settings, name)
+    forget(name)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, None), ("", None), ("t0k3n", "t0k3n")])
+def test_token_setting(value: str | None, expected: str | None) -> None:
+    from django.test import override_settings
+
+    with override_settings(CONNHEALTH_TOKEN=value):
+        assert expected == conf.CONNHEALTH_TOKEN
+
+
+@pytest.mark.parametrize("value", [" t0k3n", "t0k3n\n", 42])
+def test_token_setting_refuses_whitespace_and_other_types(value: object) -> None:
+    from django.test import override_settings
+
+    with override_settings(CONNHEALTH_TOKEN=value), pytest.raises(SettingError) as excinfo:
+        conf.CONNHEALTH_TOKEN  # noqa: B018 -- the property raises
+    assert str(excinfo.value) == (
+        "CONNHEALTH_TOKEN is not valid: set it to a string without surrounding whitespace, "
+        "or unset it."
+    )
+    assert "t0k3n" not in str(excinfo.value)
+
+
+def test_settings_are_read_again_after_forget() -> None:
+    from django.conf import settings
+
+    name = "CONNHEALTH_CHECK_TIMEOUT"
+    assert conf.CONNHEALTH_CHECK_TIMEOUT == defaults.CHECK_TIMEOUT
+    setattr(settings, name, 3)  # no setting_changed: the cached answer stays
+    try:
+        assert conf.CONNHEALTH_CHECK_TIMEOUT == defaults.CHECK_TIMEOUT
+        forget()
+        assert conf.CONNHEALTH_CHECK_TIMEOUT == 3.0
+    finally:
+        delattr(settings, name)
+        forget()
+    assert set(SETTING_NAMES) == {name for name in dir(Settings) if name.startswith("CONNHEALTH_")}

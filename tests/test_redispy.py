@@ -8,10 +8,18 @@ import select
 from typing import TYPE_CHECKING
 
 import pytest
+import redis
 from django.core.cache import caches
 from django.test import Client
 
-from django_connhealth.redispy import holds_unread_reply
+from django_connhealth.redispy import (
+    connection_defaults,
+    holds_unread_reply,
+    is_open,
+    real_connection,
+    run_commands,
+    set_client_name,
+)
 from tests.helpers import (
     FAIL_DOC,
     TOKEN,
@@ -22,6 +30,7 @@ from tests.helpers import (
 )
 
 if TYPE_CHECKING:
+    from tests.conftest import RedisDB
     from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.usefixtures("isolated_probes")
@@ -57,3 +66,40 @@ def test_error_reply_fails_ready_with_the_servers_words(fresh_redis: RedisServer
         [check] = body(detail)["checks"]["redis.default:responseTime"]
         assert check["status"] == "fail"
         assert "NOPERM" in check["output"], check
+
+
+def test_run_commands_reads_every_reply_and_raises_the_first_error(redis_db: RedisDB) -> None:
+    pool = redis.ConnectionPool.from_url(redis_db.url)
+    connection = pool.make_connection()
+    try:
+        assert run_commands(connection, [("SET", "s", "1"), ("INCR", "s")]) == [b"OK", 2]
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            run_commands(connection, [("LPUSH", "s", "x"), ("INCR", "s"), ("GET", "s")])
+        # Every reply was read: the connection answers its next command, not an old one.
+        assert run_commands(connection, [("GET", "s")]) == [b"3"]
+        assert not holds_unread_reply(connection)
+    finally:
+        connection.disconnect()
+        pool.disconnect()
+
+
+def test_open_connection_and_client_name_through_the_pool(redis_db: RedisDB) -> None:
+    pool = redis.ConnectionPool.from_url(redis_db.url)
+    connection = pool.make_connection()
+    try:
+        assert real_connection(connection) is connection
+        assert not is_open(connection)
+        assert not is_open(None)  # a free slot with room for a connection
+        set_client_name(connection, "connhealth-test:name")
+        connection.connect()
+        assert is_open(connection)
+        names = [e["name"] for e in redis_db.server.client_list()]
+        assert "connhealth-test:name" in names
+    finally:
+        connection.disconnect()
+        pool.disconnect()
+    assert set(connection_defaults()) == {
+        "socket_timeout",
+        "socket_connect_timeout",
+        "health_check_interval",
+    }

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from subprocess import PIPE
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,6 @@ from tests.servers import ROOT, child_env
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from pathlib import Path
 
     from tests.conftest import RedisDB
 
@@ -320,6 +320,9 @@ def test_demo_stops_on_signal_and_leaves_no_process(how: str, tmp_path: Path) ->
 
 #: Seconds for `make demo` to serve: tox may have to build the demo's environment first.
 MAKE_DEMO_TIMEOUT = 300.0
+#: The checkout itself, where the Makefile and the .venv it builds live (ROOT may be
+#: a directory of links to tests/ and testproject/ only).
+CHECKOUT = Path(__file__).resolve().parent.parent
 #: Makes the terminal on fd 0 the controlling terminal of a new session, then runs argv.
 WITH_TERMINAL = (
     "import fcntl, os, sys, termios\n"
@@ -330,7 +333,7 @@ WITH_TERMINAL = (
 
 @pytest.mark.gunicorn
 @pytest.mark.skipif(
-    shutil.which("make") is None or not (ROOT / ".venv" / "bin" / "tox").exists(),
+    shutil.which("make") is None or not (CHECKOUT / ".venv" / "bin" / "tox").exists(),
     reason="needs make, and the .venv with tox that `make` builds",
 )
 def test_make_demo_stopped_with_ctrl_c_exits_0() -> None:
@@ -346,7 +349,7 @@ def test_make_demo_stopped_with_ctrl_c_exits_0() -> None:
     main_fd, terminal = pty.openpty()
     try:
         make = [sys.executable, "-c", WITH_TERMINAL, "make", "demo"]
-        child = start(make, cwd=ROOT, env=env, stdin=terminal, stdout=terminal, stderr=terminal)
+        child = start(make, cwd=CHECKOUT, env=env, stdin=terminal, stdout=terminal, stderr=terminal)
     finally:
         os.close(terminal)
     output = Lines(main_fd)

@@ -78,10 +78,10 @@ class Adapter(ABC):
     def live_pools(self, alias: str, config: Mapping[str, Any]) -> list[LivePool]:
         """The alias's pools in this process (built on first use), one per server URL."""
 
+    @abstractmethod
     def check(self, alias: str, config: Mapping[str, Any]) -> Iterable[CheckMessage]:
         """System checks of one alias's backend-specific settings."""
-        return ()
 
+    @abstractmethod
     def check_caches(self, caches: Mapping[str, Mapping[str, Any]]) -> Iterable[CheckMessage]:
         """System checks across the aliases this adapter handles."""
-        return ()
