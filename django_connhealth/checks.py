@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from django.apps import AppConfig
 
-    from django_connhealth.adapters.base import Adapter
+    from django_connhealth.poolconfig import PoolConfig
 
 
 def check_redis_pools(
@@ -50,7 +50,9 @@ def check_redis_pools(
                 )
             )
         elif adapter is not None:
-            messages.extend(_check_pools(alias, adapter, config, threads))
+            configs = adapter.pool_configs(config)
+            messages.extend(_check_pools(alias, adapter.is_sized(config), configs, threads))
+            messages.extend(_check_ignored_options(alias, config, configs))
             messages.extend(adapter.check(alias, config))
     for adapter in ADAPTERS:
         messages.extend(adapter.check_caches(caches))
@@ -70,12 +72,10 @@ def _threads(caches: Mapping[str, Mapping[str, Any]]) -> tuple[int | None, Check
 
 
 def _check_pools(
-    alias: str, adapter: Adapter, config: Mapping[str, Any], threads: int | None
+    alias: str, sized: bool, configs: list[PoolConfig], threads: int | None
 ) -> Iterator[CheckMessage]:
-    options: Mapping[str, Any] = config.get("OPTIONS") or {}
-    sized = adapter.is_sized(config)
     setting = f"CACHES[{alias!r}]"
-    for pool in adapter.pool_configs(config):
+    for pool in configs:
         where = f"{setting} LOCATION {pool.location!r}"
         size = pool.values.get("max_connections")
         # A malformed value (a string) is redis-py's to reject when the pool is built.
@@ -102,9 +102,7 @@ def _check_pools(
             )
         for knob in KNOBS:
             key = knob.kwarg
-            if key not in pool.values:
-                continue
-            if knob.check_when_unset and not pool.values[key]:
+            if knob.check_when_unset and key in pool.values and not pool.values[key]:
                 yield Warning(
                     f"{where} has no {key} ({key}={pool.values[key]!r}): "
                     f"a Redis that stops answering blocks the worker for good.",
@@ -112,15 +110,25 @@ def _check_pools(
                     f"sized_caches().",
                     id=knob.check_when_unset,
                 )
-            if ignored_option(knob, options):
-                yield Warning(
-                    f"{where} has OPTIONS[{knob.option!r}]={options[knob.option]!r} "  # type: ignore[index]
-                    f"(ignored: django-redis skips a false value), so the pool runs with "
-                    f"{key}={pool.values[key]!r} ({pool.sources[key]}).",
-                    hint=f"Set OPTIONS[{knob.option!r}] to a number of seconds above 0, "
-                    f"or remove it.",
-                    id="connhealth.W010",
-                )
+
+
+def _check_ignored_options(
+    alias: str, config: Mapping[str, Any], configs: list[PoolConfig]
+) -> Iterator[CheckMessage]:
+    """An OPTIONS timeout django-redis ignores (a false value), once per alias."""
+    options: Mapping[str, Any] = config.get("OPTIONS") or {}
+    for knob in KNOBS:
+        if not (configs and ignored_option(knob, options)):
+            continue
+        key = knob.kwarg
+        pool = configs[0]
+        yield Warning(
+            f"CACHES[{alias!r}] has OPTIONS[{knob.option!r}]={options[knob.option]!r} "  # type: ignore[index]
+            f"(ignored: django-redis skips a false value), so its pools run with "
+            f"{key}={pool.values[key]!r} ({pool.sources[key]}).",
+            hint=f"Set OPTIONS[{knob.option!r}] to a number of seconds above 0, or remove it.",
+            id="connhealth.W010",
+        )
 
 
 def check_settings(

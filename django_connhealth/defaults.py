@@ -38,6 +38,9 @@ GREENLET_CAP = 32
 #: Largest value accepted for a worker, thread or headroom count.
 MAX_COUNT = 100_000
 
+#: django-redis's own pool class, when OPTIONS names none.
+DJANGO_REDIS_POOL_CLASS = "redis.connection.ConnectionPool"
+
 #: The pool class and the connection factory ``sized_caches`` puts in OPTIONS.
 POOL_CLASS = "django_connhealth.pool.SizedConnectionPool"
 CONNECTION_FACTORY = "django_connhealth.factory.ConnectionFactory"

@@ -36,6 +36,11 @@ class ConnectionFactory(DjangoRedisConnectionFactory):
         return pool
 
     @classmethod
+    def after_fork(cls) -> None:
+        """In a forked child: the pools stay, the lock a parent's thread held is made anew."""
+        cls._pools_lock = threading.Lock()
+
+    @classmethod
     def disconnect_all(cls) -> None:
         """Close every pooled connection and forget the pools (tests, shutdown)."""
         with cls._pools_lock:

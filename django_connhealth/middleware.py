@@ -47,10 +47,15 @@ def health_paths() -> dict[str, str]:
 
 
 def forget_paths() -> None:
-    """Look the health URLs up afresh (the URLconf changed); acquires nothing."""
-    global _paths_lock, _paths
+    """Look the health URLs up afresh (the URLconf changed)."""
+    with _paths_lock:
+        _paths.clear()
+
+
+def after_fork() -> None:
+    """In a forked child: a lock a parent's thread held at the fork is made anew."""
+    global _paths_lock
     _paths_lock = threading.Lock()
-    _paths = {}
 
 
 class ProbeMiddleware:

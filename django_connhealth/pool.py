@@ -222,19 +222,19 @@ class SizedConnectionPool(BlockingConnectionPool):
         # reset() runs at creation and, in a forked child, on the pool's first
         # use there: a new queue, new counters, and the hook is due at once.
         self._hook_lock = threading.Lock()
-        self.pool.alias = self.alias
-        self.pool.on_due = self._run_due_hook
-        self.pool.due_at = 0.0 if _due_hook is not None else math.inf
+        self.slots.alias = self.alias
+        self.slots.on_due = self._run_due_hook
+        self.slots.due_at = 0.0 if _due_hook is not None else math.inf
 
     def _run_due_hook(self) -> None:
         """Call the due hook once for all the threads that found it due."""
         if not self._hook_lock.acquire(blocking=False):
             return  # another thread is calling it right now
         try:
-            if time.monotonic() < self.pool.due_at:
+            if time.monotonic() < self.slots.due_at:
                 return  # one that held the lock just now has called it
             hook = _due_hook
-            self.pool.due_at = math.inf if hook is None else time.monotonic() + hook(self)
+            self.slots.due_at = math.inf if hook is None else time.monotonic() + hook(self)
         finally:
             self._hook_lock.release()
 
@@ -244,8 +244,8 @@ class SizedConnectionPool(BlockingConnectionPool):
 
     def make_connection(self) -> Any:
         connection = super().make_connection()
-        with self.pool.mutex:
-            self.pool.created += 1
+        with self.slots.mutex:
+            self.slots.created += 1
         if self._name_connections:
             # Named here, not in connection_kwargs: a worker forked from a
             # --preload master must carry its own pid.
@@ -261,27 +261,27 @@ class SizedConnectionPool(BlockingConnectionPool):
         dirty connection by itself. Give it back with :meth:`checkin`.
         """
         own_pool(self)
-        slot = self.pool.get_by(deadline, self.timeout)
+        slot = self.slots.get_by(deadline, self.timeout)
         if slot is not None:
             return slot
         try:
             return self.make_connection()
         except BaseException:
-            self.pool.put(None)  # the room to open one stays free
+            self.slots.put(None)  # the room to open one stays free
             raise
 
     def checkin(self, connection: Any) -> None:
         """Give back a connection that :meth:`checkout` handed out."""
-        self.pool.put(connection)
+        self.slots.put(connection)
 
     def has_idle_connection(self) -> bool:
         """Whether an open connection is free right now (a hint: others may take it)."""
-        return any(is_open(slot) for slot in list(self.pool.queue))
+        return any(is_open(slot) for slot in list(self.slots.queue))
 
     def figures(self) -> PoolFigures:
         """A consistent reading of this pool's counters, in this process."""
         own_pool(self)
-        queue = self.pool
+        queue = self.slots
         with queue.mutex:
             return PoolFigures(
                 max_connections=queue.maxsize,
@@ -296,7 +296,7 @@ class SizedConnectionPool(BlockingConnectionPool):
 
     def restart_peak(self) -> None:
         """Start the peak afresh from the current use: the next reading gives the peak since."""
-        queue = self.pool
+        queue = self.slots
         with queue.mutex:
             queue.peak_in_use = queue.maxsize - len(queue.queue)
 
@@ -316,7 +316,7 @@ def set_due_hook(hook: DueHook | None) -> None:
     global _due_hook
     _due_hook = hook
     for pool in registry.pools():
-        pool.pool.due_at = 0.0 if hook is not None else math.inf
+        pool.slots.due_at = 0.0 if hook is not None else math.inf
 
 
 class Registry:
@@ -338,10 +338,12 @@ class Registry:
         with self._lock:
             self._pools = weakref.WeakSet()
 
+    def after_fork(self) -> None:
+        """In a forked child: the pools stay, the lock a parent's thread held is made anew."""
+        self._lock = threading.Lock()
+
 
 registry = Registry()
 
-
-def live_pools() -> list[SizedConnectionPool]:
-    """The sized pools alive in this process."""
-    return registry.pools()
+#: The sized pools alive in this process.
+live_pools = registry.pools

@@ -24,16 +24,17 @@ from redis.exceptions import RedisError
 
 from django_connhealth import defaults
 from django_connhealth.adapters.registry import sized_aliases
-from django_connhealth.ping import Moment, bounded_ping
+from django_connhealth.ping import bounded_ping
 from django_connhealth.pool import PoolTimeoutError, SizedConnectionPool
 from django_connhealth.redact import redact_url, scrub
+from django_connhealth.redispy import Moment
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from redis import ConnectionPool
 
-    from django_connhealth.adapters.base import LivePool
+    from django_connhealth.adapters.base import AliasPool
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 _RANK = {PASS: 0, WARN: 1, FAIL: 2}
@@ -87,9 +88,9 @@ class Targets:
         # The CACHES object itself, not its id(): a dict freed after an
         # override_settings can hand its id to the next one.
         self._key: tuple[int, object] | None = None
-        self._targets: list[LivePool] = []
+        self._targets: list[AliasPool] = []
 
-    def get(self) -> list[LivePool]:
+    def get(self) -> list[AliasPool]:
         caches = getattr(settings, "CACHES", {})
         with self._lock:
             if self._key is None or self._key[0] != os.getpid() or self._key[1] is not caches:
@@ -97,13 +98,19 @@ class Targets:
                 self._targets = [
                     live
                     for alias, (adapter, config) in sized_aliases(caches).items()
-                    for live in adapter.live_pools(alias, config)
+                    for live in adapter.alias_pools(alias, config)
                 ]
                 self._key = key
             return self._targets
 
     def clear(self) -> None:
-        """Find the pools afresh on the next probe (lock-free: safe in a forked child)."""
+        """Find the pools afresh on the next probe."""
+        with self._lock:
+            self._key = None
+            self._targets = []
+
+    def after_fork(self) -> None:
+        """:meth:`clear` in a forked child, where a parent's thread may have held the lock."""
         self._lock = threading.Lock()
         self._key = None
         self._targets = []
@@ -111,7 +118,7 @@ class Targets:
 
 targets = Targets()
 
-Pending = list[tuple["LivePool", "Future[Result]"]]
+Pending = list[tuple["AliasPool", "Future[Result]"]]
 
 
 class Prober:
@@ -150,18 +157,17 @@ class Prober:
             return self._executor
 
     def shutdown(self) -> None:
-        """Stop this process's ping threads, then :meth:`forget`."""
+        """Stop this process's ping threads and forget the pings under way."""
         with self._lock:
-            executor = self._executor
+            executor, self._executor = self._executor, None
+            self._pid = 0  # the next use starts afresh, as in a new process
         if executor is not None:
             executor.shutdown(wait=True)
-        self.forget()
 
-    def forget(self) -> None:
-        """Forget the threads and the pings under way, acquiring nothing.
+    def after_fork(self) -> None:
+        """Forget the parent's threads and pings in a forked child, acquiring nothing.
 
-        A forked child calls this: a lock a parent's thread held at the fork
-        would never be released there.
+        A lock a parent's thread held at the fork would never be released here.
         """
         self._lock = threading.Lock()
         self._executor = None
@@ -209,8 +215,8 @@ class Prober:
         return future
 
     def _start_inline(
-        self, target: LivePool, deadline: float
-    ) -> tuple[LivePool, Future[Result]] | None:
+        self, target: AliasPool, deadline: float
+    ) -> tuple[AliasPool, Future[Result]] | None:
         """Join the ping of ``target`` under way, or run one in this thread; None: neither.
 
         A ping run here answers by this probe's deadline: a probe that joins
@@ -234,10 +240,10 @@ class Prober:
         future.set_result(result)
         return target, future
 
-    def ping(self, target: LivePool, deadline: Moment) -> Result:
+    def ping(self, target: AliasPool, answer_by: Moment) -> Result:
         started = time.monotonic()
         try:
-            bounded_ping(target.pool, deadline)
+            bounded_ping(target.pool, answer_by)
         except PoolTimeoutError:
             return self.result(target, WARN, output="no free connection in the pool in time")
         except (RedisError, OSError) as exc:
@@ -246,7 +252,7 @@ class Prober:
         return self.result(target, PASS, response_ms=round(elapsed, 3))
 
     def result(
-        self, target: LivePool, status: str, *, response_ms: float | None = None, output: str = ""
+        self, target: AliasPool, status: str, *, response_ms: float | None = None, output: str = ""
     ) -> Result:
         pool = target.pool
         sized = pool if isinstance(pool, SizedConnectionPool) else None
@@ -307,7 +313,12 @@ class Readiness:
         return results
 
     def clear(self) -> None:
-        """Forget the reused results (lock-free: safe in a forked child)."""
+        """Forget the reused results."""
+        with self._lock:
+            self._cached = None
+
+    def after_fork(self) -> None:
+        """:meth:`clear` in a forked child, where a parent's thread may have held the lock."""
         self._lock = threading.Lock()
         self._cached = None
 

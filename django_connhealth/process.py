@@ -23,21 +23,26 @@ def reset_process_state(*, forked: bool = False) -> None:
 
     Unless ``forked``, the prober's threads are stopped, every pooled
     connection is closed and the factories and the registry forget their
-    pools, so the next use builds new ones. ``forked`` (a child just made by
-    ``os.fork()``) acquires no lock, since a parent's thread may have held one.
+    pools, so new cache objects build new ones. ``forked`` (a child just made
+    by ``os.fork()``) keeps the pools, which its cache clients hold, and
+    acquires no lock, since a parent's thread may have held one: each is made anew.
     """
     if forked:
-        probes.prober.forget()
+        probes.prober.after_fork()
+        probes.readiness.after_fork()
+        probes.targets.after_fork()
+        middleware.after_fork()
+        pool.registry.after_fork()
+        ConnectionFactory.after_fork()
     else:
         probes.prober.shutdown()
-    probes.readiness.clear()
-    probes.targets.clear()
-    publish.forget()
-    conf.forget()
-    middleware.forget_paths()
-    if not forked:
+        probes.readiness.clear()
+        probes.targets.clear()
+        middleware.forget_paths()
         ConnectionFactory.disconnect_all()
         pool.registry.clear()
+    publish.forget()
+    conf.forget()
 
 
 def _after_fork() -> None:
@@ -63,7 +68,7 @@ _installed = False
 def install_process_hooks() -> None:
     """Publish from every sized pool, unpublish at exit, reset in a forked child (once)."""
     global _installed
-    pool.set_due_hook(publish.on_due)
+    pool.set_due_hook(publish.publish_when_due)
     if not _installed:
         atexit.register(publish.unpublish_all)
         os.register_at_fork(after_in_child=_after_fork)

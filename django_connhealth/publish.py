@@ -3,8 +3,8 @@
 The command runs in a process of its own; the pools that matter live in web
 workers, maybe on many hosts. So each process writes its figures, as JSON under
 ``connhealth:pool:<host>:<pid>:<alias>`` with a TTL of three intervals, to the
-server (and db) of each of its sized pools. :func:`on_due` is the pools' due
-hook: a release sets it off at most every ``CONNHEALTH_PUBLISH_SECONDS`` (a
+server (and db) of each of its sized pools. :func:`publish_when_due` is the
+pools' due hook: a release sets it off at most every ``CONNHEALTH_PUBLISH_SECONDS`` (a
 request pays one clock read) and a short-lived thread does the writing. It
 never waits for a connection: it takes an idle one, or opens one if the pool
 has room, else it skips a round. A pool that sees no use publishes nothing, so
@@ -27,12 +27,14 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.exceptions import RedisError
 
 from django_connhealth import defaults
+from django_connhealth.borrow import borrow
 from django_connhealth.conf import conf
 from django_connhealth.pool import PoolTimeoutError, SizedConnectionPool
 from django_connhealth.redispy import run_commands
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from threading import Lock
 
 logger = logging.getLogger("django_connhealth")
 
@@ -60,14 +62,7 @@ def record(pool: SizedConnectionPool, interval: float) -> dict[str, Any]:
 
 def _send(pool: SizedConnectionPool, commands: Sequence[tuple[Any, ...]]) -> None:
     """Send ``commands`` on a connection of ``pool``, never waiting for one."""
-    connection = pool.checkout(deadline=time.monotonic())
-    try:
-        run_commands(connection, commands)
-    except BaseException:
-        connection.disconnect()
-        raise
-    finally:
-        pool.checkin(connection)
+    borrow(pool, time.monotonic(), lambda connection: run_commands(connection, commands))
 
 
 def publish(pool: SizedConnectionPool, interval: float) -> bool:
@@ -141,47 +136,60 @@ def interval_now() -> float:
         return 0.0
 
 
-def on_due(pool: SizedConnectionPool) -> float:
-    """The pools' due hook: publish ``pool`` in the background; seconds until the next time."""
+def publish_when_due(pool: SizedConnectionPool) -> float:
+    """The pools' due hook: publish ``pool`` in the background; seconds until it is due again.
+
+    While a publication of ``pool`` is in flight it is due again at once, so
+    the next release after that one ends publishes.
+    """
     interval = interval_now()
     if not interval:
         return defaults.PUBLISH_OFF_RECHECK
-    if _lock(pool).acquire(blocking=False):  # else a publication is in flight
-        publish_in_background(pool, interval)  # releases the lock
+    lock = _lock(pool)
+    if not lock.acquire(blocking=False):
+        return 0.0
+    publish_in_background(pool, interval, lock)
     return interval
 
 
-def publish_in_background(pool: SizedConnectionPool, interval: float) -> None:
+def publish_in_background(pool: SizedConnectionPool, interval: float, lock: Lock) -> None:
     """Publish ``pool`` from a short-lived thread, so no request waits for it.
 
-    The caller holds ``pool``'s publishing lock; the thread releases it.
+    The caller holds ``lock``, ``pool``'s publishing lock; the thread releases it.
     """
     thread = threading.Thread(
-        target=_publish_and_release, args=(pool, interval), name="connhealth-publish", daemon=True
+        target=_publish_and_release,
+        args=(pool, interval, lock),
+        name="connhealth-publish",
+        daemon=True,
     )
     try:
         thread.start()
     except RuntimeError:  # no thread to be had (interpreter shutting down)
-        _lock(pool).release()
+        lock.release()
 
 
-def _publish_and_release(pool: SizedConnectionPool, interval: float) -> None:
+def _publish_and_release(pool: SizedConnectionPool, interval: float, lock: Lock) -> None:
     try:
         if publish(pool, interval):
             _published.add(pool)
+    except Exception as exc:  # nothing may escape into the thread
+        # e.g. the pool closed under the publication (a reset, a shutdown): redis-py's
+        # parser then fails with AttributeError rather than a RedisError
+        logger.warning("connhealth: publishing pool figures failed: %s", type(exc).__name__)
     finally:
-        _lock(pool).release()
+        lock.release()
 
 
 # -- this process's publishing state -------------------------------------------
 
-_locks: weakref.WeakKeyDictionary[SizedConnectionPool, threading.Lock]
+_locks: weakref.WeakKeyDictionary[SizedConnectionPool, Lock]
 _locks = weakref.WeakKeyDictionary()
 _locks_lock = threading.Lock()
 _published: weakref.WeakSet[SizedConnectionPool] = weakref.WeakSet()
 
 
-def _lock(pool: SizedConnectionPool) -> threading.Lock:
+def _lock(pool: SizedConnectionPool) -> Lock:
     """The lock a publication of ``pool`` holds from its start to its end."""
     with _locks_lock:
         lock = _locks.get(pool)

@@ -13,7 +13,7 @@ import inspect
 import socket
 import time
 from functools import cache
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from redis.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -27,10 +27,13 @@ PING = b"*1\r\n$4\r\nPING\r\n"
 PONG = b"+PONG\r\n"
 
 
-class Deadline(Protocol):
-    """A ``time.monotonic()`` moment, read at each wait: it may move later meanwhile."""
+class Moment:
+    """A ``time.monotonic()`` moment, read at each wait: a later probe may move it on."""
 
-    at: float
+    __slots__ = ("at",)
+
+    def __init__(self, at: float) -> None:
+        self.at = at
 
 
 class UnexpectedReply(RedisConnectionError):
@@ -66,7 +69,7 @@ def holds_unread_reply(connection: Any) -> bool:
     own. The probe never reads through the parser, so it drops such a
     connection instead of handing it back.
     """
-    parser = getattr(connection, "_parser", None)
+    parser = getattr(real_connection(connection), "_parser", None)
     unread_bytes = getattr(getattr(parser, "_buffer", None), "unread_bytes", None)
     if unread_bytes is not None:  # redis-py's own parsers
         return bool(unread_bytes())
@@ -96,26 +99,25 @@ def _nothing_parsed() -> object:
 _NOTHING_PARSED = _nothing_parsed()
 
 
-def ping(connection: Any, deadline: Deadline) -> None:
-    """One PING on ``connection`` (connecting it if need be), answered by ``deadline``.
+def ping(connection: Any, answer_by: Moment) -> None:
+    """One PING on ``connection`` (connecting it if need be), answered by ``answer_by``.
 
-    The PING is written to the
-    socket and its reply read from it, past redis-py's parser: readiness
-    probes run every few seconds on every pod, and the parser would double
-    their cost. A redis-py 8 cache proxy does its own I/O: it goes through
-    redis-py.
+    The PING is written to the socket and its reply read from it, past
+    redis-py's parser: readiness probes run every few seconds on every pod,
+    and the parser would double their cost. A redis-py 8 cache proxy does its
+    own I/O: it goes through redis-py.
     """
     connection.connect()  # nothing to do when connected; bounded by the connect timeout
     sock = getattr(connection, "_sock", None)
     if not isinstance(sock, socket.socket):
-        ping_through_parser(connection, deadline)
+        ping_through_parser(connection, answer_by)
         return
     reply = b""
     try:
-        sock.settimeout(_remaining(deadline))
+        sock.settimeout(_remaining(answer_by))
         sock.sendall(PING)
         while not reply.endswith(b"\r\n"):
-            sock.settimeout(_remaining(deadline))
+            sock.settimeout(_remaining(answer_by))
             chunk = sock.recv(4096)
             if not chunk:
                 raise RedisConnectionError("Connection closed by server.")
@@ -129,17 +131,17 @@ def ping(connection: Any, deadline: Deadline) -> None:
         raise UnexpectedReply(f"PING answered with {text.decode(errors='replace')!r}")
 
 
-def _remaining(deadline: Deadline) -> float:
-    remaining = deadline.at - time.monotonic()
+def _remaining(answer_by: Moment) -> float:
+    remaining = answer_by.at - time.monotonic()
     if remaining <= 0:
         raise RedisTimeoutError("no answer in time")
     return remaining
 
 
-def ping_through_parser(connection: Any, deadline: Deadline) -> None:
-    """One PING through redis-py's own send and parser, answered by ``deadline``."""
+def ping_through_parser(connection: Any, answer_by: Moment) -> None:
+    """One PING through redis-py's own send and parser, answered by ``answer_by``."""
     connection.send_command("PING", check_health=False)
-    remaining = deadline.at - time.monotonic()
+    remaining = answer_by.at - time.monotonic()
     if remaining <= 0 or not connection.can_read(timeout=remaining):
         raise RedisTimeoutError("no answer in time")
     connection.read_response()

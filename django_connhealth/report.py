@@ -151,7 +151,7 @@ def fleet(rows: list[dict[str, Any]], server: Mapping[str, Any]) -> dict[str, An
 
 
 def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me) -> dict[str, Any]:
-    """The report of one sized alias (SPEC section 3)."""
+    """The report of one sized alias: its pools, its server and its fleet."""
     pool_alias = adapter.pool_name(alias, config)
     # This process's connections are named with the host its pools were sized with.
     me = Me(adapter.pool_host(config) or me.host, me.pid)
@@ -164,8 +164,8 @@ def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me
         "notes": [],
     }
     configs = adapter.pool_configs(config)
-    lives = adapter.live_pools(alias, config)
-    for index, (pool_config, live) in enumerate(zip(configs, lives, strict=True)):
+    pools = adapter.alias_pools(alias, config)
+    for index, (pool_config, live) in enumerate(zip(configs, pools, strict=True)):
         entry = pool_config.as_dict()
         report["pools"].append(entry)
         client = live.client

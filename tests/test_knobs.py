@@ -51,7 +51,7 @@ def option_key(knob: Knob) -> str:
     return knob.option
 
 
-def alias_config(location: str = LOCATION, **options: Any) -> dict[str, Any]:
+def alias_config(location: str | list[str] = LOCATION, **options: Any) -> dict[str, Any]:
     config: dict[str, Any] = {"BACKEND": BACKEND, "LOCATION": location}
     if options:
         config["OPTIONS"] = options
@@ -60,7 +60,7 @@ def alias_config(location: str = LOCATION, **options: Any) -> dict[str, Any]:
 
 def built_pool(config: Mapping[str, Any]) -> ConnectionPool:
     """The pool django-redis builds for the alias, through the alias's own factory."""
-    [live] = adapter.live_pools("default", config)
+    [live] = adapter.alias_pools("default", config)
     return live.pool
 
 
@@ -157,8 +157,8 @@ def test_false_option_key_sized_gets_the_default_and_a_warning(
         messages = check_redis_pools()
     assert [m.id for m in messages] == ["connhealth.W010"]
     assert messages[0].msg == (
-        f"CACHES['default'] LOCATION {LOCATION!r} has OPTIONS[{knob.option!r}]={false_value!r} "
-        f"(ignored: django-redis skips a false value), so the pool runs with "
+        f"CACHES['default'] has OPTIONS[{knob.option!r}]={false_value!r} "
+        f"(ignored: django-redis skips a false value), so its pools run with "
         f"{knob.kwarg}={knob.default!r} (default)."
     )
 
@@ -230,3 +230,10 @@ def test_command_reports_every_knob_with_its_source(knob: Knob, redis_db: RedisD
     assert f"{knob.kwarg} {USER_VALUE[knob.kwarg]} (OPTIONS)" in table.getvalue()
     for other in KNOBS:
         assert other.kwarg in pool
+
+
+def test_ignored_option_is_reported_once_per_alias_whatever_its_urls() -> None:
+    replicas = [LOCATION, "redis://127.0.0.1:2/0", "redis://127.0.0.1:3/0"]
+    caches = sized_caches({"default": alias_config(replicas, SOCKET_TIMEOUT=0)}, environ=ENVIRON)
+    with override_settings(CACHES=caches):
+        assert [m.id for m in check_redis_pools()] == ["connhealth.W010"]

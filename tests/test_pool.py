@@ -401,7 +401,7 @@ def test_stats_reset_peak_and_consistency(redis_db: RedisDB) -> None:
         pool = pool_of(cache)
 
         def check(stats: PoolFigures) -> None:
-            free_slots = len(pool.pool.queue)
+            free_slots = len(pool.slots.queue)
             assert stats.in_use + free_slots == stats.max_connections == 8
             assert stats.in_use + stats.idle == stats.created <= stats.max_connections
 
@@ -619,4 +619,4 @@ def test_refused_connection_is_not_a_pool_timeout() -> None:
         assert not isinstance(raw.value, PoolTimeoutError)
         stats = pool.figures()
         assert (stats.in_use, stats.timeouts, stats.waits, stats.created) == (0, 0, 0, 1)
-        assert len(pool.pool.queue) == stats.max_connections  # every slot came back
+        assert len(pool.slots.queue) == stats.max_connections  # every slot came back

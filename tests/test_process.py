@@ -19,11 +19,13 @@ from django_connhealth.pool import SizedConnectionPool, live_pools
 from django_connhealth.probes import readiness, targets
 from django_connhealth.process import reset_process_state
 from tests.helpers import redis_caches
+from tests.servers import join_publishers
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from tests.conftest import RedisDB
+    from tests.redis_server import RedisServer
 
 
 def sized_pool() -> SizedConnectionPool:
@@ -168,3 +170,22 @@ def test_forked_child_forgets_the_parents_locks_and_threads(
         keys = {k.decode() if isinstance(k, bytes) else k for k in client.keys("connhealth:pool:*")}
     # The parent removed its record; the child's first use published its own.
     assert keys == {f"connhealth:pool:{host}:{parent['child']}:default"}
+
+
+def test_reset_while_a_publication_is_in_flight(fresh_redis: RedisServer) -> None:
+    """The publication ends on its own lock: a reset meanwhile never breaks it."""
+    caches = redis_caches(fresh_redis.url, {"CONNHEALTH_HOST": f"inflight-{uuid.uuid4().hex[:8]}"})
+    with override_settings(CACHES=caches, CONNHEALTH_PUBLISH_SECONDS=60):
+        cache.set("k", "v")  # published once
+        join_publishers()
+        pool = sized_pool()
+        fresh_redis.pause()
+        try:
+            assert publish.publish_when_due(pool) == 60  # in flight, stuck on the paused server
+            assert publish.in_flight(pool)
+            reset_process_state()  # forgets the lock and closes the connection under it
+            assert not publish.in_flight(pool)
+        finally:
+            fresh_redis.resume()
+        join_publishers()  # a thread exception (a release of a lock not held) fails the test
+        assert not publish.in_flight(pool)

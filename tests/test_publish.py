@@ -235,7 +235,7 @@ def test_full_pool_skips_the_publish_without_waiting(redis_db: RedisDB) -> None:
             took = time.monotonic() - started
             # The background path too: started, skipped, its lock given back.
             assert not publish.in_flight(pool)
-            assert publish.on_due(pool) == 1.0
+            assert publish.publish_when_due(pool) == 1.0
             join_publishers()
             assert not publish.in_flight(pool)
             stats = pool.figures()

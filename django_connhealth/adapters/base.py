@@ -34,8 +34,8 @@ class SizingPlan:
 
 
 @dataclass(frozen=True)
-class LivePool:
-    """One pool of one alias in this process, and what keeps its secrets out of output."""
+class AliasPool:
+    """One pool as one alias sees it in this process, and the secrets to keep out of output."""
 
     alias: str
     url: str
@@ -75,8 +75,8 @@ class Adapter(ABC):
         """What each of the alias's pools runs with, one per server URL."""
 
     @abstractmethod
-    def live_pools(self, alias: str, config: Mapping[str, Any]) -> list[LivePool]:
-        """The alias's pools in this process (built on first use), one per server URL."""
+    def alias_pools(self, alias: str, config: Mapping[str, Any]) -> list[AliasPool]:
+        """The alias's live pools in this process (built if not yet), one per server URL."""
 
     @abstractmethod
     def check(self, alias: str, config: Mapping[str, Any]) -> Iterable[CheckMessage]:
@@ -84,4 +84,4 @@ class Adapter(ABC):
 
     @abstractmethod
     def check_caches(self, caches: Mapping[str, Mapping[str, Any]]) -> Iterable[CheckMessage]:
-        """System checks across the aliases this adapter handles."""
+        """System checks across the aliases of ``caches`` (its backend's, not only sized ones)."""

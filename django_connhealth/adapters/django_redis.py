@@ -17,7 +17,7 @@ from django_redis.pool import get_connection_factory
 from redis.connection import BlockingConnectionPool
 
 from django_connhealth import defaults
-from django_connhealth.adapters.base import Adapter, LivePool
+from django_connhealth.adapters.base import Adapter, AliasPool
 from django_connhealth.factory import ConnectionFactory
 from django_connhealth.knobs import FILLED, POOL_SHAPING_OPTIONS, set_by_user
 from django_connhealth.poolconfig import PoolConfig, import_pool_class, read_back
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     from redis import ConnectionPool
 
     from django_connhealth.adapters.base import SizingPlan
-
-DEFAULT_POOL_CLASS = "redis.connection.ConnectionPool"
 
 
 def locations(config: Mapping[str, Any]) -> list[str]:
@@ -62,7 +60,7 @@ def is_sentinel(options: Mapping[str, Any]) -> bool:
 
 def pool_class(options: Mapping[str, Any]) -> type[ConnectionPool] | None:
     """The pool class an alias uses, or ``None`` when it cannot be imported."""
-    return import_pool_class(options.get("CONNECTION_POOL_CLASS", DEFAULT_POOL_CLASS))
+    return import_pool_class(options.get("CONNECTION_POOL_CLASS", defaults.DJANGO_REDIS_POOL_CLASS))
 
 
 def connection_factory(options: Mapping[str, Any]) -> Any:
@@ -138,11 +136,11 @@ class DjangoRedisAdapter(Adapter):
     def pool_configs(self, config: Mapping[str, Any]) -> list[PoolConfig]:
         return [pool_config(options_of(config), url) for url in locations(config)]
 
-    def live_pools(self, alias: str, config: Mapping[str, Any]) -> list[LivePool]:
+    def alias_pools(self, alias: str, config: Mapping[str, Any]) -> list[AliasPool]:
         options = options_of(config)
         factory = connection_factory(options)
         return [
-            LivePool(alias, url, factory.connect(url), secrets_of(url, options))
+            AliasPool(alias, url, factory.connect(url), secrets_of(url, options))
             for url in locations(config)
         ]
 
@@ -175,6 +173,7 @@ class DjangoRedisAdapter(Adapter):
             )
 
     def check_caches(self, caches: Mapping[str, Mapping[str, Any]]) -> Iterator[CheckMessage]:
+        # Sentinel aliases too: django-redis keys every pool by URL.
         first: dict[str, tuple[str, dict[str, Any]]] = {}
         for alias, config in caches.items():
             if not str(config.get("BACKEND", "")).startswith("django_redis."):
