@@ -61,15 +61,13 @@ class Settings:
 
     @property
     def CONNHEALTH_TOKEN(self) -> str | None:
+        """The bearer token; surrounding whitespace (a secret file's newline) is ignored."""
         value = _raw("CONNHEALTH_TOKEN")
-        if value is None or value == "":
+        if value is None:
             return None
-        if not isinstance(value, str) or value != value.strip():
-            raise SettingError(
-                "CONNHEALTH_TOKEN is not valid",
-                "set it to a string without surrounding whitespace, or unset it.",
-            )
-        return value
+        if not isinstance(value, str):
+            raise SettingError("CONNHEALTH_TOKEN is not valid", "set it to a string, or unset it.")
+        return value.strip() or None
 
     @property
     def CONNHEALTH_CHECK_TIMEOUT(self) -> float:

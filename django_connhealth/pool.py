@@ -9,19 +9,21 @@ hook the pool calls after a release when it is due: the pool knows when, not wha
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import os
 import threading
 import time
 import weakref
 from dataclasses import dataclass
-from queue import Empty, Full, LifoQueue
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import EqualJitterBackoff
 from redis.connection import BlockingConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.retry import Retry
 
 from django_connhealth import defaults
@@ -29,8 +31,9 @@ from django_connhealth.conf import client_host
 from django_connhealth.errors import (
     PoolTimeoutError as PoolTimeoutError,  # re-exported: callers catch it from here
 )
-from django_connhealth.naming import client_name
+from django_connhealth.naming import client_name, refused_setname
 from django_connhealth.redispy import is_open, own_pool, set_client_name
+from django_connhealth.slots import CountingQueue as CountingQueue  # re-exported
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -38,107 +41,7 @@ if TYPE_CHECKING:
     #: Called with a pool when it is due; returns the seconds until it is due again.
     DueHook = Callable[["SizedConnectionPool"], float]
 
-
-class CountingQueue(LifoQueue[Any]):
-    """The pool's queue of free slots, counting how callers fare.
-
-    A slot is a connection or ``None`` (room to open one), so
-    ``maxsize - len(queue)`` is the number of connections in use. ``get`` and
-    ``put`` are written out rather than inherited: the pool only ever puts
-    without blocking, so the fast paths need the lock but none of
-    ``Condition``'s bookkeeping, and the counting costs a comparison.
-    """
-
-    def __init__(self, maxsize: int = 0) -> None:
-        super().__init__(maxsize)
-        self.created = 0
-        self.peak_in_use = 0
-        self.waits = 0
-        self.wait_seconds = 0.0
-        self.timeouts = 0
-        #: callers blocked in a get; put() wakes one only when there are some
-        self.waiting = 0
-        #: set by the pool: named in errors, and called after a put from ``due_at`` on
-        self.alias = ""
-        self.due_at = math.inf
-        self.on_due: Callable[[], None] = _nothing
-
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        with self.mutex:
-            if 0 < self.maxsize <= len(self.queue):
-                raise Full
-            self.queue.append(item)
-            self.unfinished_tasks += 1
-            if self.waiting:
-                self.not_empty.notify()
-        if time.monotonic() >= self.due_at:  # the hot path's share of the hook: a clock read
-            self.on_due()
-
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        with self.mutex:
-            if self.queue:
-                return self._take()
-        if not block:
-            raise Empty
-        return self._wait(timeout, None)
-
-    def get_by(self, deadline: float, timeout: float | None) -> Any:
-        """A free slot, waiting up to ``timeout`` but never past ``deadline``.
-
-        ``deadline`` is a ``time.monotonic()`` moment of a caller that must answer
-        by then (a probe; a publisher that never waits passes "now"). Giving up at
-        it raises PoolTimeoutError but does not count as the pool timing out.
-        """
-        with self.mutex:
-            if self.queue:
-                return self._take()
-        return self._wait(timeout, deadline)
-
-    def _take(self) -> Any:
-        """Pop a slot and note the peak; the caller holds ``self.mutex``."""
-        item = self.queue.pop()
-        in_use = self.maxsize - len(self.queue)
-        if in_use > self.peak_in_use:
-            self.peak_in_use = in_use
-        return item
-
-    def _wait(self, timeout: float | None, deadline: float | None) -> Any:
-        started = time.monotonic()
-        limited = deadline is not None and (timeout is None or deadline - started < timeout)
-        if limited:
-            timeout = deadline - started  # type: ignore[operator]
-            if timeout <= 0:  # a caller that would rather not wait at all
-                raise PoolTimeoutError(self._timeout_message(timeout, limited))
-        end = None if timeout is None else started + timeout
-        with self.not_empty:
-            self.waiting += 1
-            try:
-                while not self.queue:
-                    remaining = None if end is None else end - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        if not limited:  # a caller giving up early is not the pool timing out
-                            self.timeouts += 1
-                        raise PoolTimeoutError(self._timeout_message(timeout, limited))
-                    self.not_empty.wait(remaining)
-                return self._take()
-            finally:
-                self.waiting -= 1
-                self.waits += 1
-                self.wait_seconds += time.monotonic() - started
-
-    def _timeout_message(self, timeout: float | None, limited: bool) -> str:
-        if limited:
-            return f"No free Redis connection for cache {self.alias!r} by the caller's deadline."
-        return (
-            f"No free Redis connection for cache {self.alias!r} within {timeout} s: "
-            f"all {self.maxsize} connections of this process's pool are in use. "
-            f"Raise CONNHEALTH_POOL_HEADROOM or max_connections, or find what holds "
-            f"connections with `manage.py connhealth`."
-        )
-
-
-def _nothing() -> None:
-    """The queue's ``on_due`` until a pool sets its own."""
+logger = logging.getLogger("django_connhealth")
 
 
 @dataclass(frozen=True)
@@ -204,6 +107,11 @@ class SizedConnectionPool(BlockingConnectionPool):
         self.alias = connhealth_alias
         self.host = connhealth_host or client_host({})
         self._name_connections = "client_name" not in connection_kwargs
+        if self._name_connections and "redis_connect_func" not in connection_kwargs:
+            # Held weakly: the registry must see a dropped pool go.
+            connection_kwargs["redis_connect_func"] = functools.partial(
+                _connect_named, weakref.ref(self)
+            )
         super().__init__(
             max_connections=max_connections,
             timeout=timeout,
@@ -237,6 +145,24 @@ class SizedConnectionPool(BlockingConnectionPool):
             self.slots.due_at = math.inf if hook is None else time.monotonic() + hook(self)
         finally:
             self._hook_lock.release()
+
+    @property
+    def names_connections(self) -> bool:
+        """Whether new connections are named (not once the server refused a name)."""
+        return self._name_connections
+
+    def names_refused(self, exc: ResponseError) -> None:
+        """The server refused ``CLIENT SETNAME``: open every later connection unnamed."""
+        self._name_connections = False
+        if registry.first_refusal():
+            logger.warning(
+                "connhealth: the Redis server of cache %r refused CLIENT SETNAME (%s): its "
+                "connections work unnamed, and `manage.py connhealth` cannot tell this "
+                "process's connections from others'. Grant the ACL user +client|setname "
+                "to have them named.",
+                self.alias,
+                str(exc).splitlines()[0][:200],
+            )
 
     def client_name(self) -> str:
         """The server-side name of a connection this process opens now."""
@@ -301,6 +227,24 @@ class SizedConnectionPool(BlockingConnectionPool):
             queue.peak_in_use = queue.maxsize - len(queue.queue)
 
 
+def _connect_named(pool_ref: weakref.ref[SizedConnectionPool], connection: Any) -> None:
+    """A connection's set-up (``redis_connect_func``): without its name if the server refuses it.
+
+    An ACL user without ``client|setname`` would otherwise fail every
+    connection of the pool, so every request.
+    """
+    try:
+        connection.on_connect()
+    except ResponseError as exc:
+        if not (connection.client_name and refused_setname(exc)):
+            raise
+        pool = pool_ref()
+        if pool is not None:
+            pool.names_refused(exc)
+        connection.client_name = None
+        connection.on_connect()  # on the same socket: the refusal was read whole
+
+
 # -- the hook and the registry of this process's pools -------------------------------
 
 _due_hook: DueHook | None = None
@@ -325,6 +269,7 @@ class Registry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pools: weakref.WeakSet[SizedConnectionPool] = weakref.WeakSet()
+        self._refused = False
 
     def add(self, pool: SizedConnectionPool) -> None:
         with self._lock:
@@ -337,6 +282,13 @@ class Registry:
     def clear(self) -> None:
         with self._lock:
             self._pools = weakref.WeakSet()
+            self._refused = False
+
+    def first_refusal(self) -> bool:
+        """True the first time in this process a server refuses a connection's name."""
+        with self._lock:
+            first, self._refused = not self._refused, True
+            return first
 
     def after_fork(self) -> None:
         """In a forked child: the pools stay, the lock a parent's thread held is made anew."""

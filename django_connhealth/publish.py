@@ -55,6 +55,7 @@ def record(pool: SizedConnectionPool, interval: float) -> dict[str, Any]:
         "pid": os.getpid(),
         "alias": pool.alias,
         **pool.figures().as_dict(),
+        "named": pool.names_connections,
         "interval": interval,
         "published_at": time.time(),
     }

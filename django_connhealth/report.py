@@ -52,6 +52,13 @@ def _refused(exc: RedisError) -> bool:
     )
 
 
+def _answers_ping(client: Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except (RedisError, OSError):
+        return False
+
+
 def server_figures(client: Redis) -> dict[str, Any]:
     info = client.info("clients")
     return {
@@ -119,16 +126,33 @@ def processes(
         if (host, pid) == (me.host, me.pid):
             continue
         record = records.get((host, pid), {})
+        # A process whose server refused its connections' names holds connections
+        # that CLIENT LIST cannot tell from others': their count is unknown.
+        unnamed = record.get("named") is False
         row: dict[str, Any] = {
             "host": host,
             "pid": pid,
-            "connections": None if connections is None else connections.get((host, pid), 0),
+            "connections": None
+            if connections is None or unnamed
+            else connections.get((host, pid), 0),
         }
         row.update({figure: record.get(figure) for figure in FIGURES})
         row["age_seconds"] = record.get("age_seconds")
         row["stale"] = bool(record.get("stale"))
+        row["named"] = not unnamed
         rows.append(row)
     return rows
+
+
+def unnamed_note(rows: list[dict[str, Any]]) -> str | None:
+    """The note naming the processes whose connections cannot be told apart, if any."""
+    unnamed = [f"{row['host']}:{row['pid']}" for row in rows if not row["named"]]
+    if not unnamed:
+        return None
+    return (
+        f"CLIENT SETNAME refused by the server's ACL for {', '.join(unnamed)}: their "
+        f"connections are unnamed, so their counts are unknown."
+    )
 
 
 def fleet(rows: list[dict[str, Any]], server: Mapping[str, Any]) -> dict[str, Any]:
@@ -172,10 +196,19 @@ def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me
         try:
             server = server_figures(client)
         except (RedisError, OSError) as exc:
-            report["status"] = "fail"
-            entry["error"] = scrub(f"{type(exc).__name__}: {exc}", live.secrets)
-            report["notes"].append(f"{entry['location']} unreachable: {entry['error']}")
-            continue
+            refused = isinstance(exc, ResponseError) and _refused(exc)
+            error = scrub(f"{type(exc).__name__}: {exc}", live.secrets)
+            if not (refused and _answers_ping(client)):
+                report["status"] = "fail"
+                entry["error"] = error
+                what = "refused by the server's ACL" if refused else "unreachable"
+                report["notes"].append(f"{entry['location']} {what}: {error}")
+                continue
+            server = {"connected_clients": None, "maxclients": None}
+            report["notes"].append(
+                f"{entry['location']}: INFO refused by the server's ACL ({error}); "
+                f"connected_clients and maxclients unknown."
+            )
         if len(configs) > 1:
             entry["server"] = server
         if index:
@@ -190,7 +223,8 @@ def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me
                 raise
             connections = None
             report["notes"].append(
-                "CLIENT LIST refused (ACL): connection counts unknown; showing published figures."
+                "CLIENT LIST refused by the server's ACL: connection counts unknown; "
+                "showing published figures."
             )
         try:
             records = published_records(client, pool_alias)
@@ -200,6 +234,9 @@ def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me
                 scrub(f"published figures unreadable: {type(exc).__name__}: {exc}", live.secrets)
             )
         report["processes"] = processes(connections, records, me)
+        note = unnamed_note(report["processes"])
+        if note:
+            report["notes"].append(note)
         report["fleet"] = fleet(report["processes"], server)
     return report
 

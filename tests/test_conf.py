@@ -125,24 +125,33 @@ def del_setting(name: str) -> None:
     forget(name)
 
 
-@pytest.mark.parametrize(("value", "expected"), [(None, None), ("", None), ("t0k3n", "t0k3n")])
-def test_token_setting(value: str | None, expected: str | None) -> None:
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("", None),
+        (" \n", None),
+        ("t0k3n", "t0k3n"),
+        ("t0k3n\n", "t0k3n"),  # a mounted secret file's trailing newline
+        ("  t0k3n \t", "t0k3n"),
+    ],
+)
+def test_token_setting_ignores_surrounding_whitespace(
+    value: str | None, expected: str | None
+) -> None:
     from django.test import override_settings
 
     with override_settings(CONNHEALTH_TOKEN=value):
         assert expected == conf.CONNHEALTH_TOKEN
 
 
-@pytest.mark.parametrize("value", [" t0k3n", "t0k3n\n", 42])
-def test_token_setting_refuses_whitespace_and_other_types(value: object) -> None:
+@pytest.mark.parametrize("value", [42, b"t0k3n", ["t0k3n"]])
+def test_token_setting_refuses_other_types(value: object) -> None:
     from django.test import override_settings
 
     with override_settings(CONNHEALTH_TOKEN=value), pytest.raises(SettingError) as excinfo:
         conf.CONNHEALTH_TOKEN  # noqa: B018 -- the property raises
-    assert str(excinfo.value) == (
-        "CONNHEALTH_TOKEN is not valid: set it to a string without surrounding whitespace, "
-        "or unset it."
-    )
+    assert str(excinfo.value) == "CONNHEALTH_TOKEN is not valid: set it to a string, or unset it."
     assert "t0k3n" not in str(excinfo.value)
 
 

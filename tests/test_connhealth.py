@@ -72,7 +72,7 @@ SPEC_PROCESS_KEYS = {
     "max_connections",
 }
 #: Keys a ``processes`` entry carries beyond the SPEC's (it allows more).
-EXTRA_PROCESS_KEYS = {"wait_seconds", "stale"}
+EXTRA_PROCESS_KEYS = {"wait_seconds", "stale", "named"}
 
 
 # ---------------------------------------------------------------------- helpers
@@ -531,7 +531,8 @@ def test_acl_without_client_list(start_redis: StartRedis, tmp_path: Path) -> Non
     assert (err, code) == ("", 0)
     refused = [line for line in out.splitlines() if "CLIENT LIST" in line]
     assert refused == [
-        "  CLIENT LIST refused (ACL): connection counts unknown; showing published figures."
+        "  CLIENT LIST refused by the server's ACL: connection counts unknown; "
+        "showing published figures."
     ]
     assert (json_err, json_code) == ("", 0)
     cache = json.loads(text)["caches"]["default"]
@@ -860,3 +861,69 @@ def test_gunicorn_killed_worker_goes_stale_and_its_replacement_shows(
     assert last[replacement]["connections"] >= 1
     assert not any(row["stale"] for row in last.values())
     assert reports[-1][1]["fleet"]["processes"] == 2
+
+
+def test_acl_without_info_still_answers_and_exits_0(start_redis: StartRedis) -> None:
+    server = start_redis()
+    with server.client() as client:
+        client.execute_command(
+            "ACL", "SETUSER", "noinfo", "on", ">pw", "~*", "&*", "+@all", "-info"
+        )
+    limited = f"redis://noinfo:pw@127.0.0.1:{server.port}/0"
+    with override_settings(CACHES=redis_caches(limited)):
+        out, err, code = connhealth(no_color=True)
+        text, json_err, json_code = connhealth("--format", "json")
+    assert (err, code) == ("", 0)
+    assert (json_err, json_code) == ("", 0)
+    cache = json.loads(text)["caches"]["default"]
+    assert cache["status"] == "pass"
+    assert cache["server"] == {"connected_clients": None, "maxclients": None}
+    [note] = cache["notes"]
+    assert note.startswith(
+        f"redis://noinfo:***@127.0.0.1:{server.port}/0: INFO refused by the server's ACL"
+    )
+    assert "unreachable" not in out
+    assert "maxclients unknown" in out
+    assert "pw@" not in out + text
+
+
+def test_acl_refusing_ping_too_is_a_failure_said_as_a_refusal(start_redis: StartRedis) -> None:
+    server = start_redis()
+    with server.client() as client:
+        client.execute_command(
+            "ACL", "SETUSER", "noping", "on", ">pw", "~*", "&*", "+@all", "-info", "-ping"
+        )
+    limited = f"redis://noping:pw@127.0.0.1:{server.port}/0"
+    with override_settings(CACHES=redis_caches(limited)):
+        out, err, code = connhealth(no_color=True)
+    assert code == 1
+    assert "unreachable or failing: default" in err
+    assert "refused by the server's ACL" in out
+    assert "unreachable" not in out
+
+
+def test_process_whose_names_were_refused_is_listed_with_a_note(
+    start_redis: StartRedis, tmp_path: Path
+) -> None:
+    server = start_redis()
+    with server.client() as client:
+        client.execute_command(
+            "ACL", "SETUSER", "noname", "on", ">pw", "~*", "&*", "+@all", "-client|setname"
+        )
+    limited = f"redis://noname:pw@127.0.0.1:{server.port}/0"
+    host = unique_host()
+    with (
+        override_settings(CACHES=redis_caches(server.url)),
+        cache_worker(limited, host, hold=1, log_path=tmp_path / "w.log") as worker,
+    ):
+        text, err, code = connhealth("--format", "json")
+    assert (err, code) == ("", 0)
+    cache = json.loads(text)["caches"]["default"]
+    [row] = [row for row in cache["processes"] if row["pid"] == worker.pid]
+    assert row["named"] is False
+    assert row["connections"] is None  # unknown: CLIENT LIST cannot tell them apart
+    assert row["in_use"] >= 1
+    assert cache["notes"] == [
+        f"CLIENT SETNAME refused by the server's ACL for {host}:{worker.pid}: their "
+        f"connections are unnamed, so their counts are unknown."
+    ]

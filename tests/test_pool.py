@@ -620,3 +620,55 @@ def test_refused_connection_is_not_a_pool_timeout() -> None:
         stats = pool.figures()
         assert (stats.in_use, stats.timeouts, stats.waits, stats.created) == (0, 0, 0, 1)
         assert len(pool.slots.queue) == stats.max_connections  # every slot came back
+
+
+# ------------------------------------------------ an ACL user without client|setname
+
+
+def limited_user(server: RedisServer, *refused: str) -> str:
+    """A URL for a new ACL user allowed everything but ``refused`` commands."""
+    user = f"limited{uuid.uuid4().hex[:6]}"
+    with server.client() as client:
+        client.execute_command(
+            "ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", *(f"-{c}" for c in refused)
+        )
+    return f"redis://{user}:pw@127.0.0.1:{server.port}/0"
+
+
+def test_refused_client_setname_leaves_connections_working_unnamed(
+    start_redis: StartRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = start_redis()
+    url = limited_user(server, "client|setname")
+    host = unique_host()
+    with (
+        override_settings(CACHES=redis_caches(url, {"CONNHEALTH_HOST": host})),
+        caplog.at_level("WARNING", logger="django_connhealth"),
+    ):
+        default_cache.set("k", "v")
+        assert default_cache.get("k") == "v"
+        pool = pool_of(default_cache)
+        held = [acquire(pool) for _ in range(2)]  # more connections: nobody asks again
+        for connection in held:
+            pool.release(connection)
+        assert default_cache.get("k") == "v"
+        assert pool.names_connections is False
+        assert pool.figures().created == 2
+        ours = [e for e in server.client_list() if e["user"].startswith("limited")]
+    assert len(ours) == 2
+    assert all(e["name"] == "" for e in ours)
+    warnings = [r for r in caplog.records if "refused CLIENT SETNAME" in r.getMessage()]
+    assert len(warnings) == 1, caplog.text  # one per process, not one per connection
+    assert "Grant the ACL user +client|setname" in warnings[0].getMessage()
+    assert "pw" not in caplog.text.replace("permissions", "")
+
+
+def test_user_that_may_name_keeps_its_names(start_redis: StartRedis) -> None:
+    server = start_redis()
+    url = limited_user(server, "client|list")
+    host = unique_host()
+    with override_settings(CACHES=redis_caches(url, {"CONNHEALTH_HOST": host})):
+        default_cache.set("k", "v")
+        assert pool_of(default_cache).names_connections is True
+    names = [e["name"] for e in server.client_list() if e["user"].startswith("limited")]
+    assert names == [client_name(host, os.getpid(), "default")]

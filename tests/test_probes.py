@@ -45,6 +45,7 @@ from tests.helpers import (
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from tests.conftest import StartRedis
     from tests.redis_server import RedisServer, SilentListener
 
 pytestmark = pytest.mark.usefixtures("isolated_probes")
@@ -327,3 +328,21 @@ def test_cache_seconds_reuses_the_answer(fresh_redis: RedisServer) -> None:
         for _ in range(50):
             assert client.get("/health/ready").status_code == 200
         assert pings(fresh_redis) - before == 50
+
+
+@pytest.mark.parametrize("refused", ["client|setname", "info", "client|list"])
+def test_user_refused_anything_but_ping_is_ready(start_redis: StartRedis, refused: str) -> None:
+    """Readiness asks only for PING: an ACL that refuses the rest passes, and the app works."""
+    server = start_redis()
+    with server.client() as client:
+        client.execute_command(
+            "ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all", f"-{refused}"
+        )
+    with health(f"redis://app:pw@127.0.0.1:{server.port}/0", CONNHEALTH_TOKEN=TOKEN):
+        http = Client()
+        for _ in range(3):  # a fresh connection, then the pooled one
+            response = http.get("/health/ready", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+            assert response.status_code == 200, response.content
+            assert body(response)["status"] == "pass"
+        caches["default"].set("k", "v")
+        assert caches["default"].get("k") == "v"

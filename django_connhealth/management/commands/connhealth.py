@@ -52,6 +52,11 @@ def _watch_seconds(value: str) -> float:
         raise CommandError(str(exc)) from None
 
 
+def _shown(value: object) -> str:
+    """A figure as the table shows it: ``unknown`` for one the server would not give."""
+    return "unknown" if value is None else str(value)
+
+
 class Command(BaseCommand):
     help = (
         "Report Redis pool usage of every process on every host: pool settings and their "
@@ -178,7 +183,7 @@ class Command(BaseCommand):
                     f"{'unknown' if fleet['connections'] is None else fleet['connections']} "
                     "connections, "
                     f"pools up to {fleet['max_connections']} connections "
-                    f"(maxclients {cache['server']['maxclients']})"
+                    f"(maxclients {_shown(cache['server']['maxclients'])})"
                 )
                 if "warning" in fleet:
                     lines.append("  " + self.style.WARNING("warning: " + fleet["warning"]))
@@ -186,7 +191,10 @@ class Command(BaseCommand):
 
     @staticmethod
     def _server(server: dict[str, Any]) -> str:
-        return f"connected_clients {server['connected_clients']}  maxclients {server['maxclients']}"
+        return (
+            f"connected_clients {_shown(server['connected_clients'])}  "
+            f"maxclients {_shown(server['maxclients'])}"
+        )
 
     def _processes(self, rows: list[dict[str, Any]]) -> list[str]:
         if not rows:
