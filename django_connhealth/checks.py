@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 
 from django_connhealth import defaults
-from django_connhealth.adapters.registry import ADAPTERS, adapter_for
+from django_connhealth.adapters.registry import ADAPTERS, adapter_for, is_redis_backed
 from django_connhealth.conf import SETTING_NAMES, conf
 from django_connhealth.errors import SettingError
 from django_connhealth.knobs import KNOBS, ignored_option
@@ -56,6 +56,16 @@ def check_redis_pools(
             messages.extend(adapter.check(alias, config))
     for adapter in ADAPTERS:
         messages.extend(adapter.check_caches(caches))
+    if not any(is_redis_backed(config) for config in caches.values()):
+        messages.append(
+            Warning(
+                "CACHES has no Redis-backed alias, so health/ready has nothing to check "
+                "and always passes.",
+                hint="Point a CACHES alias at Redis (wrapped with sized_caches()), or leave "
+                "health/ready out of your probes and use health/live.",
+                id="connhealth.W011",
+            )
+        )
     return messages
 
 

@@ -1,4 +1,4 @@
-"""Readiness probes: PING every pool of every sized alias, in bounded time.
+"""Readiness probes: PING every pool of every Redis alias, in bounded time.
 
 Each pool is pinged through the process's own pool (no new connection when one
 is idle), all pools at once on a small thread pool, and the answer is collected
@@ -23,7 +23,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from django_connhealth import defaults
-from django_connhealth.adapters.registry import sized_aliases
+from django_connhealth.adapters.registry import probe_targets
 from django_connhealth.ping import bounded_ping
 from django_connhealth.pool import PoolTimeoutError, SizedConnectionPool
 from django_connhealth.redact import redact_url, scrub
@@ -89,31 +89,34 @@ class Targets:
         # override_settings can hand its id to the next one.
         self._key: tuple[int, object] | None = None
         self._targets: list[AliasPool] = []
+        self._unchecked: list[tuple[str, str, str]] = []
 
     def get(self) -> list[AliasPool]:
+        """The pools of every Redis alias an adapter handles, sized or not."""
+        return self._current()[0]
+
+    def unchecked(self) -> list[tuple[str, str, str]]:
+        """``(alias, url, reason)`` of each Redis-backed alias readiness cannot ping."""
+        return self._current()[1]
+
+    def _current(self) -> tuple[list[AliasPool], list[tuple[str, str, str]]]:
         caches = getattr(settings, "CACHES", {})
         with self._lock:
             if self._key is None or self._key[0] != os.getpid() or self._key[1] is not caches:
                 key = (os.getpid(), caches)
-                self._targets = [
-                    live
-                    for alias, (adapter, config) in sized_aliases(caches).items()
-                    for live in adapter.alias_pools(alias, config)
-                ]
+                self._targets, self._unchecked = probe_targets(caches)
                 self._key = key
-            return self._targets
+            return self._targets, self._unchecked
 
     def clear(self) -> None:
         """Find the pools afresh on the next probe."""
         with self._lock:
             self._key = None
-            self._targets = []
 
     def after_fork(self) -> None:
         """:meth:`clear` in a forked child, where a parent's thread may have held the lock."""
         self._lock = threading.Lock()
         self._key = None
-        self._targets = []
 
 
 targets = Targets()
@@ -136,11 +139,7 @@ class Prober:
         self._running = weakref.WeakKeyDictionary()
 
     def _this_process(self) -> None:
-        """Forget a parent's state in a forked child; the caller holds ``self._lock``.
-
-        A child inherits the objects but not the threads: a ping the parent
-        had under way would never finish here.
-        """
+        """Forget a parent's pings (never to finish here); the caller holds ``self._lock``."""
         if self._pid != os.getpid():
             self._executor = None
             self._pid = os.getpid()
@@ -165,10 +164,7 @@ class Prober:
             executor.shutdown(wait=True)
 
     def after_fork(self) -> None:
-        """Forget the parent's threads and pings in a forked child, acquiring nothing.
-
-        A lock a parent's thread held at the fork would never be released here.
-        """
+        """Forget the parent's threads and pings in a forked child; the lock is made anew."""
         self._lock = threading.Lock()
         self._executor = None
         self._pid = 0
@@ -202,10 +198,9 @@ class Prober:
         return deadline, pending
 
     def _join(self, pool: ConnectionPool, deadline: float) -> Future[Result] | None:
-        """The ping of ``pool`` under way, given this probe's time too; the caller holds the lock.
+        """The ping of ``pool`` under way, its deadline moved to this probe's; caller holds lock.
 
-        A server that answers again must not be reported by a ping whose own
-        deadline has passed.
+        So a server that answers again is not reported by a ping whose own deadline passed.
         """
         running = self._running.get(pool)
         if running is None or running[0].done():
@@ -286,6 +281,11 @@ class Prober:
                 results.append(result)
             else:
                 results.append(self.result(target, FAIL, output=f"no answer within {timeout:g} s"))
+        # Never a silent pass for an alias readiness could not check.
+        results += [
+            Result(alias=alias, url=url, status=WARN, wall_time=time.time(), raw_output=reason)
+            for alias, url, reason in targets.unchecked()
+        ]
         return results
 
 

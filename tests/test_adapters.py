@@ -1,24 +1,36 @@
 """The django-redis adapter (``django_connhealth.adapters.django_redis``): where its
 pools are (``locations``, ``location_query``), their class, and how its layers of
 settings (LOCATION query, CONNECTION_POOL_KWARGS, OPTIONS) make a pool's effective
-settings (``pool_config``). No Redis needed.
+settings (``pool_config``), without Redis; and a ShardClient on real servers.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import io
+import json
+import os
+import uuid
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from django.core.cache import cache
+from django.core.management import call_command
+from django.test import Client, override_settings
 from redis.connection import BlockingConnectionPool, ConnectionPool, parse_url
 
-from django_connhealth import defaults
+from django_connhealth import defaults, sized_caches
 from django_connhealth.adapters.django_redis import (
+    adapter,
     location_query,
     locations,
     pool_class,
     pool_config,
 )
-from tests.helpers import CACHE_URL, sized_one
+from django_connhealth.pool import SizedConnectionPool
+from tests.helpers import CACHE_URL, TOKEN, sized_one
+
+if TYPE_CHECKING:
+    from tests.conftest import StartRedis
 
 
 @pytest.mark.parametrize(
@@ -159,3 +171,42 @@ def test_pool_config_reports_what_sized_caches_recorded() -> None:
 )
 def test_pool_class(path: str, expected: type[ConnectionPool] | None) -> None:
     assert pool_class({"CONNECTION_POOL_CLASS": path}) is expected
+
+
+# ------------------------------------------------------------- ShardClient (real servers)
+
+
+def test_shard_client_every_shard_sized_pinged_and_reported(start_redis: StartRedis) -> None:
+    """django-redis's ShardClient: one sized, named pool per shard, each pinged and reported."""
+    shards = [start_redis(), start_redis()]
+    host = f"shards-{uuid.uuid4().hex[:8]}"
+    caches = sized_caches(
+        {
+            "default": {
+                "BACKEND": "django_redis.cache.RedisCache",
+                "LOCATION": [server.url for server in shards],
+                "OPTIONS": {"CLIENT_CLASS": "django_redis.client.ShardClient"},
+            }
+        },
+        environ={"CONNHEALTH_THREADS": "2", "CONNHEALTH_HOST": host},
+    )
+    with override_settings(CACHES=caches, ROOT_URLCONF="tests.health_urls", CONNHEALTH_TOKEN=TOKEN):
+        for number in range(40):  # keys land on both shards
+            cache.set(f"key-{number}", number)
+        pools = [live.pool for live in adapter.alias_pools("default", caches["default"])]
+        assert all(isinstance(pool, SizedConnectionPool) for pool in pools)
+        assert [pool.max_connections for pool in pools] == [4, 4]
+        response = Client().get("/health/ready", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+        out = io.StringIO()
+        call_command("connhealth", "--format", "json", stdout=out)
+    for server in shards:
+        names = [e["name"] for e in server.client_list()]
+        assert f"connhealth:{host}:{os.getpid()}:default" in names
+    assert response.status_code == 200
+    checks = json.loads(response.content)["checks"]["redis.default:responseTime"]
+    assert [check["componentId"] for check in checks] == [server.url for server in shards]
+    assert [check["status"] for check in checks] == ["pass", "pass"]
+    report = json.loads(out.getvalue())["caches"]["default"]
+    assert [pool["location"] for pool in report["pools"]] == [server.url for server in shards]
+    assert [pool["max_connections"] for pool in report["pools"]] == [4, 4]
+    assert all(pool["server"]["connected_clients"] >= 1 for pool in report["pools"])

@@ -121,10 +121,6 @@ def test_good_config_with_shared_location_and_other_backends_has_no_messages() -
     assert run_checks(caches) == []
 
 
-def test_no_caches_setting_has_no_messages() -> None:
-    assert run_checks({}) == []
-
-
 def test_sentinel_alias_is_skipped() -> None:
     caches = user_caches(
         "redis://mymaster/0",
@@ -589,3 +585,39 @@ def test_app_config_ready_registers_the_checks(monkeypatch: pytest.MonkeyPatch) 
 
     registered: set[Any] = registry.registered_checks
     assert registered == {check_redis_pools, check_settings}
+
+
+# ------------------------------------------------------------------------ W011
+
+
+@pytest.mark.parametrize(
+    "caches",
+    [
+        {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+        {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}},
+        {},
+    ],
+    ids=["locmem", "dummy", "none"],
+)
+def test_w011_no_redis_backed_alias(caches: Caches) -> None:
+    assert run_checks(caches) == [
+        Warning(
+            "CACHES has no Redis-backed alias, so health/ready has nothing to check "
+            "and always passes.",
+            hint="Point a CACHES alias at Redis (wrapped with sized_caches()), or leave "
+            "health/ready out of your probes and use health/live.",
+            id="connhealth.W011",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [DJANGO_REDIS, "django.core.cache.backends.redis.RedisCache"],
+)
+def test_w011_not_raised_for_any_redis_backed_alias(backend: str) -> None:
+    caches = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "redis": {"BACKEND": backend, "LOCATION": URL},
+    }
+    assert "connhealth.W011" not in ids(run_checks(caches))

@@ -346,3 +346,67 @@ def test_user_refused_anything_but_ping_is_ready(start_redis: StartRedis, refuse
             assert body(response)["status"] == "pass"
         caches["default"].set("k", "v")
         assert caches["default"].get("k") == "v"
+
+
+def test_unsized_redis_alias_is_pinged_through_its_own_pool(fresh_redis: RedisServer) -> None:
+    """Readiness checks every Redis alias, sized or not: an unsized one down is a fail."""
+    unsized = {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": fresh_redis.url}
+    with override_settings(
+        CACHES={"default": unsized},
+        ROOT_URLCONF="tests.health_urls",
+        CONNHEALTH_TOKEN=TOKEN,
+    ):
+        http = Client()
+        response = http.get("/health/ready", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+        assert response.status_code == 200, response.content
+        [check] = body(response)["checks"]["redis.default:responseTime"]
+        assert check["status"] == "pass"
+        # its own pool: the one the cache uses, not one readiness built for itself
+        caches["default"].set("k", "v")
+        [target] = probes.targets.get()
+        backend: Any = caches["default"]
+        assert target.pool is backend.client.get_client().connection_pool
+        fresh_redis.kill()
+        down, elapsed = timed(http.get, "/health/ready")
+        assert (down.status_code, body(down)) == (503, FAIL_DOC)
+        assert elapsed < BOUND
+
+
+@pytest.mark.parametrize(
+    ("config", "reason"),
+    [
+        (
+            {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": "redis://127.0.0.1:1/0,redis://127.0.0.1:2/0",
+            },
+            "not checked: Django's built-in RedisCache is not supported yet",
+        ),
+        (
+            {
+                "BACKEND": "django_redis.cache.RedisCache",
+                "LOCATION": "redis://mymaster/0",
+                "OPTIONS": {
+                    "CLIENT_CLASS": "django_redis.client.SentinelClient",
+                    "SENTINELS": [("127.0.0.1", 1)],
+                },
+            },
+            "not checked: django-redis with Sentinel is not supported yet",
+        ),
+    ],
+    ids=["django-builtin", "sentinel"],
+)
+def test_redis_alias_readiness_cannot_check_is_a_warning_never_a_pass(
+    config: dict[str, Any], reason: str
+) -> None:
+    with override_settings(
+        CACHES={"default": config}, ROOT_URLCONF="tests.health_urls", CONNHEALTH_TOKEN=TOKEN
+    ):
+        http = Client()
+        anonymous = http.get("/health/ready")
+        assert (anonymous.status_code, body(anonymous)) == (200, WARN_DOC)
+        detailed = http.get("/health/ready", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+        [check] = body(detailed)["checks"]["redis.default:responseTime"]
+        assert check["status"] == "warn"
+        assert check["output"] == reason
+        assert check["componentId"] == config["LOCATION"].split(",")[0]

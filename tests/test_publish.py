@@ -53,6 +53,7 @@ RECORD_KEYS = {
     "waits",
     "wait_seconds",
     "timeouts",
+    "named",
     "interval",
     "ttl",
     "published_at",
@@ -113,6 +114,7 @@ def test_release_publishes_a_record(redis_db: RedisDB) -> None:
     assert (record["created"], record["in_use"], record["idle"]) == (1, 0, 1)
     assert record["peak_in_use"] == 1
     assert (record["waits"], record["wait_seconds"], record["timeouts"]) == (0, 0.0, 0)
+    assert record["named"] is True
     assert record["interval"] == 1.0
     assert record["ttl"] == 3  # three intervals
     assert before <= record["published_at"] <= after

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django_connhealth import defaults
 from django_connhealth.adapters import django_redis
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from django_connhealth.adapters.base import Adapter
+    from django_connhealth.adapters.base import Adapter, AliasPool
 
 #: In the order they are asked; the first that handles a CACHES entry speaks for it.
 ADAPTERS: tuple[Adapter, ...] = (django_redis.adapter,)
@@ -33,3 +34,37 @@ def sized_aliases(
         if adapter is not None and adapter.is_sized(config):
             found[alias] = (adapter, config)
     return found
+
+
+def unchecked_reason(config: Mapping[str, Any]) -> str | None:
+    """Why readiness cannot check a Redis-backed alias no adapter handles; ``None`` otherwise."""
+    backend = str(config.get("BACKEND", ""))
+    if adapter_for(config) is not None:
+        return None
+    if backend == defaults.DJANGO_BUILTIN_REDIS_BACKEND:
+        return "not checked: Django's built-in RedisCache is not supported yet"
+    if backend.startswith("django_redis."):
+        return "not checked: django-redis with Sentinel is not supported yet"
+    return None
+
+
+def probe_targets(
+    caches: Mapping[str, Mapping[str, Any]],
+) -> tuple[list[AliasPool], list[tuple[str, str, str]]]:
+    """What readiness pings: the pools of every alias an adapter handles, sized or not;
+    and ``(alias, url, reason)`` of each Redis-backed alias it cannot ping."""
+    pools: list[AliasPool] = []
+    unchecked: list[tuple[str, str, str]] = []
+    for alias, config in caches.items():
+        adapter = adapter_for(config)
+        if adapter is not None:
+            pools += adapter.alias_pools(alias, config)
+        elif (reason := unchecked_reason(config)) is not None:
+            urls = django_redis.locations(config)
+            unchecked.append((alias, urls[0] if urls else "", reason))
+    return pools, unchecked
+
+
+def is_redis_backed(config: Mapping[str, Any]) -> bool:
+    """Whether a CACHES entry keeps its data in Redis (whether or not this app sizes it)."""
+    return adapter_for(config) is not None or unchecked_reason(config) is not None
