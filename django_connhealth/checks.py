@@ -40,16 +40,7 @@ def check_redis_pools(
         messages.append(problem)
     for alias, config in caches.items():
         adapter = adapter_for(config)
-        if config.get("BACKEND") == defaults.DJANGO_BUILTIN_REDIS_BACKEND:
-            messages.append(
-                Warning(
-                    f"CACHES[{alias!r}] uses Django's built-in RedisCache, whose pools are "
-                    f"per thread, so max_connections cannot bound a process.",
-                    hint="Use django_redis.cache.RedisCache and wrap CACHES with sized_caches().",
-                    id="connhealth.W008",
-                )
-            )
-        elif adapter is not None:
+        if adapter is not None:
             configs = adapter.pool_configs(config)
             messages.extend(_check_pools(alias, adapter.is_sized(config), configs, threads))
             messages.extend(_check_ignored_options(alias, config, configs))

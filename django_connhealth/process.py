@@ -15,6 +15,7 @@ import os
 from typing import Any
 
 from django_connhealth import conf, middleware, pool, probes, publish
+from django_connhealth.adapters.django_builtin import SharedSizedPool
 from django_connhealth.factory import ConnectionFactory
 
 
@@ -34,12 +35,14 @@ def reset_process_state(*, forked: bool = False) -> None:
         middleware.after_fork()
         pool.registry.after_fork()
         ConnectionFactory.after_fork()
+        SharedSizedPool.after_fork()
     else:
         probes.prober.shutdown()
         probes.readiness.clear()
         probes.targets.clear()
         middleware.forget_paths()
         ConnectionFactory.disconnect_all()
+        SharedSizedPool.disconnect_all()
         pool.registry.clear()
     publish.forget()
     conf.forget()

@@ -416,18 +416,21 @@ def test_w007_raised_for_a_factory_that_cannot_be_imported() -> None:
 # ------------------------------------------------------------------------ W008
 
 
-def test_w008_django_builtin_redis_cache() -> None:
+def test_w008_django_builtin_redis_cache_unsized() -> None:
     caches = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": URL}
     }
-    assert run_checks(sized(caches)) == [
+    w008 = [message for message in run_checks(caches) if message.id == "connhealth.W008"]
+    assert w008 == [
         Warning(
-            "CACHES['default'] uses Django's built-in RedisCache, whose pools are per thread, "
-            "so max_connections cannot bound a process.",
-            hint="Use django_redis.cache.RedisCache and wrap CACHES with sized_caches().",
+            "CACHES['default'] uses Django's built-in RedisCache unsized: its pools are "
+            "per thread, so max_connections cannot bound a process.",
+            hint="Wrap CACHES with django_connhealth.sized_caches(), which gives it one "
+            "pool per server per process (and no pool_class of your own).",
             id="connhealth.W008",
         )
     ]
+    assert run_checks(sized(caches)) == []
 
 
 # ------------------------------------------------------------------------ W009

@@ -377,13 +377,6 @@ def test_unsized_redis_alias_is_pinged_through_its_own_pool(fresh_redis: RedisSe
     [
         (
             {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
-                "LOCATION": "redis://127.0.0.1:1/0,redis://127.0.0.1:2/0",
-            },
-            "not checked: Django's built-in RedisCache is not supported yet",
-        ),
-        (
-            {
                 "BACKEND": "django_redis.cache.RedisCache",
                 "LOCATION": "redis://mymaster/0",
                 "OPTIONS": {
@@ -394,7 +387,7 @@ def test_unsized_redis_alias_is_pinged_through_its_own_pool(fresh_redis: RedisSe
             "not checked: django-redis with Sentinel is not supported yet",
         ),
     ],
-    ids=["django-builtin", "sentinel"],
+    ids=["sentinel"],
 )
 def test_redis_alias_readiness_cannot_check_is_a_warning_never_a_pass(
     config: dict[str, Any], reason: str

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from django_connhealth import defaults
-from django_connhealth.adapters import django_redis
+from django_connhealth.adapters import django_builtin, django_redis
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -16,7 +15,7 @@ if TYPE_CHECKING:
     from django_connhealth.adapters.base import Adapter, AliasPool
 
 #: In the order they are asked; the first that handles a CACHES entry speaks for it.
-ADAPTERS: tuple[Adapter, ...] = (django_redis.adapter,)
+ADAPTERS: tuple[Adapter, ...] = (django_redis.adapter, django_builtin.adapter)
 
 
 def adapter_for(config: Mapping[str, Any]) -> Adapter | None:
@@ -41,8 +40,6 @@ def unchecked_reason(config: Mapping[str, Any]) -> str | None:
     backend = str(config.get("BACKEND", ""))
     if adapter_for(config) is not None:
         return None
-    if backend == defaults.DJANGO_BUILTIN_REDIS_BACKEND:
-        return "not checked: Django's built-in RedisCache is not supported yet"
     if backend.startswith("django_redis."):
         return "not checked: django-redis with Sentinel is not supported yet"
     return None
