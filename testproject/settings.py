@@ -91,5 +91,21 @@ CACHES = sized_caches(
     }
 )
 
+# TESTPROJECT_BUILTIN=sized (or unsized) adds an alias "builtin" on Django's own
+# RedisCache, sized or as Django alone builds it, for comparing the two.
+_BUILTIN = os.environ.get("TESTPROJECT_BUILTIN", "").strip()
+if _BUILTIN not in {"", "sized", "unsized"}:
+    raise ImproperlyConfigured(
+        f"TESTPROJECT_BUILTIN={_BUILTIN!r} is not valid: set it to sized or unsized, or unset it."
+    )
+if _BUILTIN:
+    _builtin = {
+        "builtin": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _redis_url(),
+        }
+    }
+    CACHES.update(sized_caches(_builtin) if _BUILTIN == "sized" else _builtin)
+
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("ok", views.ok, name="ok"),
     path("work", views.work, name="work"),
+    path("work-builtin", views.work_builtin, name="work-builtin"),
     path("pool", views.pool, name="pool"),
     path("health/", include("django_connhealth.urls")),
 ]

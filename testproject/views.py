@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.cache import caches as cache_handler
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 
@@ -49,6 +50,15 @@ def work(request: HttpRequest) -> HttpResponse:
     cache.set(WORK_KEY, (before or 0) + 1, timeout=300)
     after = cache.get(WORK_KEY)
     return _text(f"work {after}")
+
+
+@never_cache
+def work_builtin(request: HttpRequest) -> HttpResponse:
+    """:func:`work` through the alias on Django's built-in RedisCache (TESTPROJECT_BUILTIN)."""
+    builtin = cache_handler["builtin"]
+    before = builtin.get(WORK_KEY)
+    builtin.set(WORK_KEY, (before or 0) + 1, timeout=300)
+    return _text(f"work {builtin.get(WORK_KEY)}")
 
 
 @never_cache

@@ -21,9 +21,13 @@ from django.test import Client, override_settings
 from django_connhealth import defaults, sized_caches
 from django_connhealth.adapters.django_builtin import SHARED_POOL_CLASS, SharedSizedPool, servers
 from django_connhealth.checks import check_redis_pools
-from tests.helpers import BOUND, FAIL_DOC, TOKEN, body, timed
+from testproject.traffic import fan_out
+from tests.helpers import BOUND, FAIL_DOC, TOKEN, body, gunicorn, timed
+from tests.servers import child_env
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tests.conftest import RedisDB
     from tests.redis_server import RedisServer
 
@@ -202,3 +206,38 @@ def test_w008_only_when_unsized() -> None:
     assert "unsized" in w008.msg
     with override_settings(CACHES=sized_caches(unsized, environ=ENVIRON)):
         assert [m.id for m in check_redis_pools()] == []
+
+
+@pytest.mark.gunicorn
+@pytest.mark.parametrize("mode", ["sized", "unsized"])
+def test_under_gunicorn_gthread_one_worker_eight_threads(
+    mode: str, fresh_redis: RedisServer, tmp_path: Path
+) -> None:
+    """A burst of 32 requests on 1 worker x 8 threads: sized, one pool of at most 10, named."""
+    host = f"gthread-{uuid.uuid4().hex[:8]}"
+    env = child_env(
+        REDIS_URL=fresh_redis.url,
+        TESTPROJECT_VAR_DIR=str(tmp_path),
+        TESTPROJECT_BUILTIN=mode,
+        CONNHEALTH_HOST=host,
+    )
+    with gunicorn(["-w", "1", "--threads", "8"], env, tmp_path / "gunicorn.log", 1) as (
+        base,
+        _master,
+        [worker],
+    ):
+        for _ in range(3):
+            answers = fan_out([f"{base}/work-builtin"] * 32, 32)
+            assert [status for status, _ in answers] == [200] * 32
+        entries = fresh_redis.client_list()
+    builtin_named = [e for e in entries if e["name"] == f"connhealth:{host}:{worker}:builtin"]
+    # Unnamed connections: the builtin alias's, unsized (the django-redis alias and
+    # the helper that asks name theirs).
+    unnamed = [e for e in entries if e["name"] == ""]
+    print(f"{mode}: {len(builtin_named)} named, {len(unnamed)} unnamed builtin connections")
+    if mode == "sized":
+        assert 1 <= len(builtin_named) <= 8 + 2  # threads + headroom
+        assert unnamed == []
+    else:
+        assert builtin_named == []
+        assert len(unnamed) >= 2  # Django alone: a pool, so a connection, per thread
