@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django_redis.pool import ConnectionFactory as DjangoRedisConnectionFactory
+
+from django_connhealth.shared import SharedPools
 
 if TYPE_CHECKING:
     from redis import ConnectionPool
@@ -22,29 +23,17 @@ class ConnectionFactory(DjangoRedisConnectionFactory):
     in django-redis: aliases with one LOCATION share a pool.
     """
 
-    _pools: ClassVar[dict[str, ConnectionPool]] = {}  # type: ignore[misc]
-    _pools_lock: ClassVar[threading.Lock] = threading.Lock()
+    pools: ClassVar[SharedPools[ConnectionPool]] = SharedPools()
 
     def get_or_create_connection_pool(self, params: dict[str, Any]) -> ConnectionPool:
-        key = params["url"]
-        pool = self._pools.get(key)
-        if pool is None:
-            with self._pools_lock:
-                pool = self._pools.get(key)
-                if pool is None:
-                    pool = self._pools[key] = self.get_connection_pool(params)
-        return pool
+        return self.pools.get(params["url"], lambda: self.get_connection_pool(params))
 
     @classmethod
     def after_fork(cls) -> None:
         """In a forked child: the pools stay, the lock a parent's thread held is made anew."""
-        cls._pools_lock = threading.Lock()
+        cls.pools.after_fork()
 
     @classmethod
     def disconnect_all(cls) -> None:
         """Close every pooled connection and forget the pools (tests, shutdown)."""
-        with cls._pools_lock:
-            pools = list(cls._pools.values())
-            cls._pools.clear()
-        for pool in pools:
-            pool.disconnect()
+        cls.pools.disconnect_all()

@@ -93,13 +93,13 @@ def test_racing_threads_build_one_pool_per_url(
             assert len(seen) == 1
             pool = backends[0].client.get_client().connection_pool
             assert isinstance(pool, SizedConnectionPool)
-            assert ConnectionFactory._pools[url] is pool
+            assert ConnectionFactory.pools.as_dict()[url] is pool
             assert built.count(url) == 1
             pools[url] = pool
 
     assert built == urls
     assert len({id(pool) for pool in pools.values()}) == REPETITIONS
-    assert {url: ConnectionFactory._pools[url] for url in urls} == pools
+    assert {url: ConnectionFactory.pools.as_dict()[url] for url in urls} == pools
 
 
 def test_disconnect_all_closes_every_connection(redis_db: RedisDB) -> None:
@@ -116,7 +116,7 @@ def test_disconnect_all_closes_every_connection(redis_db: RedisDB) -> None:
     with override_settings(CACHES=caches_config):
         cache.set("k", "v")
         assert caches["other"].get("missing") is None
-        pools: list[Any] = list(ConnectionFactory._pools.values())
+        pools: list[Any] = list(ConnectionFactory.pools.as_dict().values())
         assert len(pools) == 2
         assert all(isinstance(pool, SizedConnectionPool) for pool in pools)
         names = sorted(entry["name"] for entry in named_ours(server, host))
@@ -125,7 +125,7 @@ def test_disconnect_all_closes_every_connection(redis_db: RedisDB) -> None:
 
         ConnectionFactory.disconnect_all()
 
-        assert ConnectionFactory._pools == {}
+        assert ConnectionFactory.pools.as_dict() == {}
         deadline = time.monotonic() + SLOW
         while named_ours(server, host):
             assert time.monotonic() < deadline, named_ours(server, host)

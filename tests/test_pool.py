@@ -168,7 +168,7 @@ def test_64_threads_share_one_pool_of_8_through_django_cache(redis_db: RedisDB) 
         pool = seen_pools[0]
         assert all(seen is pool for seen in seen_pools)
         assert isinstance(pool, SizedConnectionPool)
-        assert ConnectionFactory._pools[redis_db.url] is pool
+        assert ConnectionFactory.pools.as_dict()[redis_db.url] is pool
         assert pools_for(redis_db.server.port, redis_db.db, host) == [pool]
 
         stats = pool.figures()

@@ -11,7 +11,6 @@ OPTIONS are the pool's keyword arguments) the user did not set.
 from __future__ import annotations
 
 import re
-import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.core.cache.backends.redis import RedisCache
@@ -21,11 +20,17 @@ from redis import Redis
 from django_connhealth import defaults
 from django_connhealth.adapters.base import Adapter, AliasPool
 from django_connhealth.adapters.django_redis import location_query
-from django_connhealth.knobs import FILLED, set_by_user
+from django_connhealth.adapters.filling import (
+    fill_pool_kwargs,
+    pool_host,
+    pool_name,
+    sizing_record,
+)
+from django_connhealth.knobs import set_by_user
 from django_connhealth.pool import SizedConnectionPool
 from django_connhealth.poolconfig import PoolConfig, import_pool_class, read_back
 from django_connhealth.redact import secrets_of
-from django_connhealth.sizing import pool_size
+from django_connhealth.shared import SharedPools
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -43,32 +48,13 @@ CLIENT_OPTIONS = ("pool_class", "parser_class", "serializer", defaults.OPTIONS_K
 class SharedSizedPool(SizedConnectionPool):
     """A sized pool that ``from_url`` shares between every thread of the process."""
 
-    _shared: ClassVar[dict[tuple[str, str], SharedSizedPool]] = {}
-    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+    shared: ClassVar[SharedPools[SharedSizedPool]] = SharedPools()
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> SharedSizedPool:
         kwargs.pop(defaults.OPTIONS_KEY, None)  # the sizing record, not a pool keyword
         key = (url, str(kwargs.get("connhealth_alias", "")))
-        with cls._shared_lock:
-            pool = cls._shared.get(key)
-            if pool is None:
-                pool = cls._shared[key] = super().from_url(url, **kwargs)
-            return pool
-
-    @classmethod
-    def disconnect_all(cls) -> None:
-        """Close every shared pool and forget them (tests, shutdown)."""
-        with cls._shared_lock:
-            pools = list(cls._shared.values())
-            cls._shared.clear()
-        for pool in pools:
-            pool.disconnect()
-
-    @classmethod
-    def after_fork(cls) -> None:
-        """In a forked child: the pools stay, the lock a parent's thread held is made anew."""
-        cls._shared_lock = threading.Lock()
+        return cls.shared.get(key, lambda: super(SharedSizedPool, cls).from_url(url, **kwargs))
 
 
 def servers(config: Mapping[str, Any]) -> list[str]:
@@ -102,42 +88,25 @@ class DjangoBuiltinAdapter(Adapter):
         options = _options(config)
         if "pool_class" in options:
             return dict(config)  # a pool class of the user's: its keywords are its own
-        sources: dict[str, str] = {}
         options["pool_class"] = SHARED_POOL_CLASS
-        if "max_connections" in options:
-            sources["max_connections"] = "OPTIONS"
-        else:
-            options["max_connections"] = pool_size(plan.concurrency, plan.headroom)
-            sources["max_connections"] = "derived"
-        for knob in FILLED:
-            if set_by_user(knob, {}, options):
-                sources[knob.kwarg] = "OPTIONS"
-            else:
-                options[knob.kwarg] = knob.default
-                sources[knob.kwarg] = "default"
-        if "retry" in options or "connhealth_retries" in options:
-            sources["retry"] = "OPTIONS"
-        else:
-            options["connhealth_retries"] = defaults.RETRIES
-            sources["retry"] = "default"
-        options["connhealth_alias"] = alias
-        options["connhealth_host"] = plan.host
-        options[defaults.OPTIONS_KEY] = {
-            "concurrency": plan.concurrency.as_dict(),
-            "headroom": plan.headroom,
-            "sources": sources,
-        }
+        sources = fill_pool_kwargs(
+            options,
+            plan,
+            name=alias,
+            ours=True,
+            set_by_user=lambda knob: set_by_user(knob, {}, options),
+        )
+        options[defaults.OPTIONS_KEY] = sizing_record(plan, sources)
         return {**config, "OPTIONS": options}
 
     def is_sized(self, config: Mapping[str, Any]) -> bool:
         return defaults.OPTIONS_KEY in _options(config)
 
     def pool_name(self, alias: str, config: Mapping[str, Any]) -> str:
-        return str(_options(config).get("connhealth_alias", alias))
+        return pool_name(_options(config), alias)
 
     def pool_host(self, config: Mapping[str, Any]) -> str | None:
-        host = _options(config).get("connhealth_host")
-        return str(host) if host else None
+        return pool_host(_options(config))
 
     def pool_configs(self, config: Mapping[str, Any]) -> list[PoolConfig]:
         options = _options(config)

@@ -18,11 +18,16 @@ from redis.connection import BlockingConnectionPool
 
 from django_connhealth import defaults
 from django_connhealth.adapters.base import Adapter, AliasPool
+from django_connhealth.adapters.filling import (
+    fill_pool_kwargs,
+    pool_host,
+    pool_name,
+    sizing_record,
+)
 from django_connhealth.factory import ConnectionFactory
-from django_connhealth.knobs import FILLED, POOL_SHAPING_OPTIONS, set_by_user
+from django_connhealth.knobs import POOL_SHAPING_OPTIONS, set_by_user
 from django_connhealth.poolconfig import PoolConfig, import_pool_class, read_back
 from django_connhealth.redact import redact_url, secrets_of
-from django_connhealth.sizing import pool_size
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -89,49 +94,28 @@ class DjangoRedisAdapter(Adapter):
             )
         options = dict(options_of(config))
         kwargs = dict(options.get("CONNECTION_POOL_KWARGS") or {})
-        sources: dict[str, str] = {}
         ours = "CONNECTION_POOL_CLASS" not in options
         options.setdefault("CONNECTION_POOL_CLASS", defaults.POOL_CLASS)
         options.setdefault("CONNECTION_FACTORY", defaults.CONNECTION_FACTORY)
-        if "max_connections" in kwargs:
-            sources["max_connections"] = "OPTIONS"
-        else:
-            kwargs["max_connections"] = pool_size(plan.concurrency, plan.headroom)
-            sources["max_connections"] = "derived"
-        for knob in FILLED:
-            if set_by_user(knob, options, kwargs):
-                sources[knob.kwarg] = "OPTIONS"
-            elif ours or knob.pools == "any":
-                # the pool class of the user's may not take a blocking pool's keywords
-                kwargs[knob.kwarg] = knob.default
-                sources[knob.kwarg] = "default"
-        if ours:
-            if "retry" in kwargs or "connhealth_retries" in kwargs:
-                sources["retry"] = "OPTIONS"
-            else:
-                kwargs["connhealth_retries"] = defaults.RETRIES
-                sources["retry"] = "default"
-            kwargs["connhealth_alias"] = name
-            kwargs["connhealth_host"] = plan.host
+        sources = fill_pool_kwargs(
+            kwargs,
+            plan,
+            name=name,
+            ours=ours,
+            set_by_user=lambda knob: set_by_user(knob, options, kwargs),
+        )
         options["CONNECTION_POOL_KWARGS"] = kwargs
-        options[defaults.OPTIONS_KEY] = {
-            "concurrency": plan.concurrency.as_dict(),
-            "headroom": plan.headroom,
-            "sources": sources,
-        }
+        options[defaults.OPTIONS_KEY] = sizing_record(plan, sources)
         return {**config, "OPTIONS": options}
 
     def is_sized(self, config: Mapping[str, Any]) -> bool:
         return defaults.OPTIONS_KEY in options_of(config)
 
     def pool_name(self, alias: str, config: Mapping[str, Any]) -> str:
-        kwargs = options_of(config).get("CONNECTION_POOL_KWARGS") or {}
-        return str(kwargs.get("connhealth_alias", alias))
+        return pool_name(options_of(config).get("CONNECTION_POOL_KWARGS") or {}, alias)
 
     def pool_host(self, config: Mapping[str, Any]) -> str | None:
-        kwargs = options_of(config).get("CONNECTION_POOL_KWARGS") or {}
-        host = kwargs.get("connhealth_host")
-        return str(host) if host else None
+        return pool_host(options_of(config).get("CONNECTION_POOL_KWARGS") or {})
 
     def pool_configs(self, config: Mapping[str, Any]) -> list[PoolConfig]:
         return [pool_config(options_of(config), url) for url in locations(config)]
