@@ -40,8 +40,3 @@ def parse_client_name(name: str) -> ClientName | None:
     ):
         return None
     return ClientName(parts[1], int(parts[2]), parts[3])
-
-
-def refused_setname(exc: Exception) -> bool:
-    """Whether an error reply is the server refusing ``CLIENT SETNAME`` (an ACL, a proxy)."""
-    return "setname" in str(exc).lower()

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
+
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from django_connhealth import defaults
 from django_connhealth.borrow import borrow
 from django_connhealth.pool import SizedConnectionPool
-from django_connhealth.redispy import checkout_args, ping, ping_through_parser
+from django_connhealth.redispy import ping
 
 if TYPE_CHECKING:
     from redis import ConnectionPool
 
     from django_connhealth.redispy import Moment
-
-_CHECKOUT_ARGS = checkout_args()
 
 
 def bounded_ping(pool: ConnectionPool, answer_by: Moment) -> None:
@@ -24,21 +26,29 @@ def bounded_ping(pool: ConnectionPool, answer_by: Moment) -> None:
     running ping extends it. A sized pool's checkout gives up just before it
     (PoolTimeoutError); the reply is awaited only until it. Through a sized
     pool the connection is borrowed (a dirty one dropped, a broken reused one
-    retried once); a pool class of the user's goes through redis-py's checkout.
+    retried once); for a pool class of the user's, a connection made like its own.
     """
     if not isinstance(pool, SizedConnectionPool):
-        _ping_through_redis_py(pool, answer_by)
+        _ping_like(pool, answer_by)
         return
     borrow(pool, answer_by.at - defaults.CHECKOUT_MARGIN, lambda c: ping(c, answer_by))
 
 
-def _ping_through_redis_py(pool: ConnectionPool, answer_by: Moment) -> None:
-    """:func:`bounded_ping` for a pool class of the user's: redis-py's checkout."""
-    connection = pool.get_connection(*_CHECKOUT_ARGS)
+def _ping_like(pool: ConnectionPool, answer_by: Moment) -> None:
+    """:func:`bounded_ping` for a pool class of the user's: on a connection made like its own.
+
+    Its class and keywords (server, credentials, db, TLS), but never taken from
+    the pool, whose checkout no deadline can bound: a full pool of the user's
+    must not make a busy pod look dead, nor a pool without timeouts hold the
+    probe's thread past the deadline. No retry, and closed right after.
+    """
+    remaining = max(0.001, answer_by.at - time.monotonic())
+    kwargs = dict(pool.connection_kwargs)
+    for key in ("socket_timeout", "socket_connect_timeout"):
+        kwargs[key] = min(kwargs.get(key) or remaining, remaining)
+    kwargs["retry"] = Retry(NoBackoff(), 0)
+    connection = pool.connection_class(**kwargs)
     try:
-        ping_through_parser(connection, answer_by)
-    except BaseException:
-        connection.disconnect()
-        raise
+        ping(connection, answer_by)
     finally:
-        pool.release(connection)
+        connection.disconnect()

@@ -31,7 +31,7 @@ from django_connhealth.conf import client_host
 from django_connhealth.errors import (
     PoolTimeoutError as PoolTimeoutError,  # re-exported: callers catch it from here
 )
-from django_connhealth.naming import client_name, refused_setname
+from django_connhealth.naming import client_name
 from django_connhealth.redispy import is_open, own_pool, set_client_name
 from django_connhealth.slots import CountingQueue as CountingQueue  # re-exported
 
@@ -107,10 +107,11 @@ class SizedConnectionPool(BlockingConnectionPool):
         self.alias = connhealth_alias
         self.host = connhealth_host or client_host({})
         self._name_connections = "client_name" not in connection_kwargs
-        if self._name_connections and "redis_connect_func" not in connection_kwargs:
-            # Held weakly: the registry must see a dropped pool go.
+        self.name_refused = False
+        if self._name_connections:
+            # The pool held weakly: the registry must see a dropped pool go.
             connection_kwargs["redis_connect_func"] = functools.partial(
-                _connect_named, weakref.ref(self)
+                _connect_named, weakref.ref(self), connection_kwargs.get("redis_connect_func")
             )
         super().__init__(
             max_connections=max_connections,
@@ -154,6 +155,7 @@ class SizedConnectionPool(BlockingConnectionPool):
     def names_refused(self, exc: ResponseError) -> None:
         """The server refused ``CLIENT SETNAME``: open every later connection unnamed."""
         self._name_connections = False
+        self.name_refused = True
         if registry.first_refusal():
             logger.warning(
                 "connhealth: the Redis server of cache %r refused CLIENT SETNAME (%s): its "
@@ -227,22 +229,37 @@ class SizedConnectionPool(BlockingConnectionPool):
             queue.peak_in_use = queue.maxsize - len(queue.queue)
 
 
-def _connect_named(pool_ref: weakref.ref[SizedConnectionPool], connection: Any) -> None:
-    """A connection's set-up (``redis_connect_func``): without its name if the server refuses it.
+def _connect_named(
+    pool_ref: weakref.ref[SizedConnectionPool],
+    inner: Callable[[Any], None] | None,
+    connection: Any,
+) -> None:
+    """A connection's set-up (``redis_connect_func``), then its name if the server allows it.
 
-    An ACL user without ``client|setname`` would otherwise fail every
-    connection of the pool, so every request.
+    redis-py would send ``CLIENT SETNAME`` inside the set-up and fail the
+    connection on any refusal (an ACL user without ``client|setname``, a
+    Redis 6 ACL without ``client``, a proxy that knows no ``CLIENT``), and so
+    every request. Here the set-up runs unnamed (a ``redis_connect_func`` of
+    the user's included), and a refused name leaves the connection working.
     """
-    try:
+    name, connection.client_name = connection.client_name, None
+    if inner is not None:
+        inner(connection)
+    else:
         connection.on_connect()
-    except ResponseError as exc:
-        if not (connection.client_name and refused_setname(exc)):
-            raise
+    if not name:
+        return
+    try:
+        connection.send_command("CLIENT", "SETNAME", name, check_health=False)
+        reply = connection.read_response()
+    except ResponseError as exc:  # read whole: the connection is clean
         pool = pool_ref()
         if pool is not None:
             pool.names_refused(exc)
-        connection.client_name = None
-        connection.on_connect()  # on the same socket: the refusal was read whole
+        return
+    if reply not in (b"OK", "OK"):
+        raise RedisConnectionError("Error setting client name")
+    connection.client_name = name
 
 
 # -- the hook and the registry of this process's pools -------------------------------
@@ -293,6 +310,7 @@ class Registry:
     def after_fork(self) -> None:
         """In a forked child: the pools stay, the lock a parent's thread held is made anew."""
         self._lock = threading.Lock()
+        self._refused = False  # the child says it again, under its own pid
 
 
 registry = Registry()

@@ -56,6 +56,7 @@ def record(pool: SizedConnectionPool, interval: float) -> dict[str, Any]:
         "alias": pool.alias,
         **pool.figures().as_dict(),
         "named": pool.names_connections,
+        "name_refused": pool.name_refused,
         "interval": interval,
         "published_at": time.time(),
     }

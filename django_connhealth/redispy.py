@@ -15,7 +15,7 @@ import time
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from redis.connection import AbstractConnection, ConnectionPool
+from redis.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -165,12 +165,6 @@ def run_commands(connection: Any, commands: Sequence[tuple[Any, ...]]) -> list[A
     if error is not None:
         raise error
     return replies
-
-
-def checkout_args() -> tuple[str, ...]:
-    """What ``ConnectionPool.get_connection`` needs: a command name before redis-py 5.3."""
-    parameter = inspect.signature(ConnectionPool.get_connection).parameters.get("command_name")
-    return ("PING",) if parameter is not None and parameter.default is parameter.empty else ()
 
 
 @cache

@@ -144,26 +144,41 @@ def processes(
     return rows
 
 
-def unnamed_note(rows: list[dict[str, Any]]) -> str | None:
-    """The note naming the processes whose connections cannot be told apart, if any."""
-    unnamed = [f"{row['host']}:{row['pid']}" for row in rows if not row["named"]]
-    if not unnamed:
-        return None
-    return (
-        f"CLIENT SETNAME refused by the server's ACL for {', '.join(unnamed)}: their "
-        f"connections are unnamed, so their counts are unknown."
-    )
+def unnamed_notes(
+    rows: list[dict[str, Any]], records: Mapping[tuple[str, int], Mapping[str, Any]]
+) -> list[str]:
+    """Notes naming the processes whose connections cannot be told apart, by reason."""
+    refused: list[str] = []
+    own: list[str] = []
+    for row in rows:
+        if not row["named"]:
+            process = f"{row['host']}:{row['pid']}"
+            record = records.get((row["host"], row["pid"]), {})
+            (refused if record.get("name_refused") else own).append(process)
+    notes = []
+    if refused:
+        notes.append(
+            f"CLIENT SETNAME refused by the server's ACL for {', '.join(refused)}: their "
+            f"connections are unnamed, so their counts are unknown."
+        )
+    if own:
+        notes.append(
+            f"{', '.join(own)} name their connections themselves (client_name): "
+            f"their counts are unknown."
+        )
+    return notes
 
 
 def fleet(rows: list[dict[str, Any]], server: Mapping[str, Any]) -> dict[str, Any]:
     # A process holding connections is live, whatever the age of its record.
     live = [row for row in rows if row["connections"] or not row["stale"]]
     budget = sum(row["max_connections"] or 0 for row in live)
-    counted = [row["connections"] for row in live if row["connections"] is not None]
+    counts = [row["connections"] for row in live]
     summary: dict[str, Any] = {
         "processes": len(live),
-        # unknown (None) when the server refused CLIENT LIST
-        "connections": sum(counted) if counted or not live else None,
+        # unknown (None) when the server refused CLIENT LIST, or a process's
+        # connections are not named
+        "connections": None if None in counts else sum(counts),
         "max_connections": budget,
     }
     maxclients = server.get("maxclients")
@@ -234,9 +249,7 @@ def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me
                 scrub(f"published figures unreadable: {type(exc).__name__}: {exc}", live.secrets)
             )
         report["processes"] = processes(connections, records, me)
-        note = unnamed_note(report["processes"])
-        if note:
-            report["notes"].append(note)
+        report["notes"] += unnamed_notes(report["processes"], records)
         report["fleet"] = fleet(report["processes"], server)
     return report
 

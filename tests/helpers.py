@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 from django.test import override_settings
+from django_redis.cache import RedisCache as DjangoRedisCache
 from hypothesis import HealthCheck, settings
 from redis.connection import BlockingConnectionPool
 
@@ -374,3 +375,7 @@ def pools_of_every_worker(base: str, workers: Sequence[int]) -> dict[int, dict[s
         if time.monotonic() > deadline:
             pytest.fail(f"not every worker of {workers} answered with a pool: {answers}")
         assert [status for status, _ in fan_out([f"{base}/work"] * 32, 16)] == [200] * 32
+
+
+class OtherRedisCache(DjangoRedisCache):
+    """A cache backend of another package built on django-redis (as django-prometheus's is)."""

@@ -241,3 +241,16 @@ def test_under_gunicorn_gthread_one_worker_eight_threads(
     else:
         assert builtin_named == []
         assert len(unnamed) >= 2  # Django alone: a pool, so a connection, per thread
+
+
+def test_other_options_are_another_shared_pool() -> None:
+    one = SharedSizedPool.from_url("redis://127.0.0.1:1/0", max_connections=3, connhealth_alias="a")
+    same = SharedSizedPool.from_url(
+        "redis://127.0.0.1:1/0", max_connections=3, connhealth_alias="a"
+    )
+    other = SharedSizedPool.from_url(
+        "redis://127.0.0.1:1/0", max_connections=5, connhealth_alias="a"
+    )
+    assert one is same
+    assert other is not one
+    assert (one.max_connections, other.max_connections) == (3, 5)

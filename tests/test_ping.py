@@ -92,3 +92,20 @@ def test_pool_class_of_the_users_is_pinged_through_redis_py(fresh_redis: RedisSe
         failed, elapsed = timed(client.get, "/health/ready")
         assert failed.status_code == 503
         assert elapsed < BOUND, elapsed
+
+
+def test_full_pool_of_the_users_does_not_make_a_busy_pod_look_dead(
+    fresh_redis: RedisServer,
+) -> None:
+    """A user's BlockingConnectionPool with every connection taken: the server still answers."""
+    options = {"CONNECTION_POOL_CLASS": "redis.connection.BlockingConnectionPool"}
+    with health(fresh_redis.url, options=options, pool={"max_connections": 2}):
+        pool = caches["default"].client.get_client().connection_pool  # type: ignore[attr-defined]
+        held = [acquire(pool), acquire(pool)]
+        try:
+            response, elapsed = timed(Client().get, "/health/ready")
+            assert (response.status_code, body(response)) == (200, {"status": "pass"})
+            assert elapsed < BOUND
+        finally:
+            for connection in held:
+                pool.release(connection)

@@ -672,3 +672,29 @@ def test_user_that_may_name_keeps_its_names(start_redis: StartRedis) -> None:
         assert pool_of(default_cache).names_connections is True
     names = [e["name"] for e in server.client_list() if e["user"].startswith("limited")]
     assert names == [client_name(host, os.getpid(), "default")]
+
+
+def test_server_without_client_command_leaves_connections_working_unnamed(
+    start_redis: StartRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As a proxy that knows no CLIENT (or Redis 6's ACL wording): no text is matched."""
+    server = start_redis(extra_args=["--rename-command", "CLIENT", ""])
+    with (
+        override_settings(CACHES=redis_caches(server.url, {"CONNHEALTH_HOST": unique_host()})),
+        caplog.at_level("WARNING", logger="django_connhealth"),
+    ):
+        default_cache.set("k", "v")
+        assert default_cache.get("k") == "v"
+        pool = pool_of(default_cache)
+        assert (pool.names_connections, pool.name_refused) == (False, True)
+    [warning] = [r for r in caplog.records if "refused CLIENT SETNAME" in r.getMessage()]
+    assert "unknown command" in warning.getMessage()
+
+
+def test_users_own_client_name_is_kept_and_not_a_refusal(redis_db: RedisDB) -> None:
+    caches = redis_caches(redis_db.url, CONNECTION_POOL_KWARGS={"client_name": "mine"})
+    with override_settings(CACHES=caches):
+        default_cache.set("k", "v")
+        pool = pool_of(default_cache)
+        assert (pool.names_connections, pool.name_refused) == (False, False)
+    assert "mine" in [e["name"] for e in redis_db.server.client_list()]

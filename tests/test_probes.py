@@ -403,3 +403,18 @@ def test_redis_alias_readiness_cannot_check_is_a_warning_never_a_pass(
         assert check["status"] == "warn"
         assert check["output"] == reason
         assert check["componentId"] == config["LOCATION"].split(",")[0]
+
+
+def test_redis_backed_alias_of_another_backend_is_a_warning() -> None:
+    """A subclass of a Redis backend this app has no adapter for is never a silent pass."""
+    config = {"BACKEND": "tests.helpers.OtherRedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    with override_settings(
+        CACHES={"default": config}, ROOT_URLCONF="tests.health_urls", CONNHEALTH_TOKEN=TOKEN
+    ):
+        detailed = Client().get("/health/ready", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert detailed.status_code == 200
+    [check] = body(detailed)["checks"]["redis.default:responseTime"]
+    assert check["status"] == "warn"
+    assert check["output"] == (
+        "not checked: the cache backend 'tests.helpers.OtherRedisCache' is not supported yet"
+    )

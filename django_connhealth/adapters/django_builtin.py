@@ -53,7 +53,8 @@ class SharedSizedPool(SizedConnectionPool):
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> SharedSizedPool:
         kwargs.pop(defaults.OPTIONS_KEY, None)  # the sizing record, not a pool keyword
-        key = (url, str(kwargs.get("connhealth_alias", "")))
+        # Other options (a test's override_settings) are another pool.
+        key = (url, repr(sorted(kwargs.items())))
         return cls.shared.get(key, lambda: super(SharedSizedPool, cls).from_url(url, **kwargs))
 
 

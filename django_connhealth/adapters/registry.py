@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.utils.module_loading import import_string
+
 from django_connhealth.adapters import django_builtin, django_redis
 
 if TYPE_CHECKING:
@@ -36,13 +38,34 @@ def sized_aliases(
 
 
 def unchecked_reason(config: Mapping[str, Any]) -> str | None:
-    """Why readiness cannot check a Redis-backed alias no adapter handles; ``None`` otherwise."""
-    backend = str(config.get("BACKEND", ""))
+    """Why readiness cannot check a Redis-backed alias no adapter handles; ``None`` otherwise.
+
+    Redis-backed: django-redis or Django's RedisCache, a subclass of either,
+    or any backend whose path names Redis or Valkey.
+    """
     if adapter_for(config) is not None:
         return None
-    if backend.startswith("django_redis."):
+    backend = str(config.get("BACKEND", ""))
+    if backend.startswith("django_redis.") and django_redis.is_sentinel(
+        django_redis.options_of(config)
+    ):
         return "not checked: django-redis with Sentinel is not supported yet"
+    if _subclasses_a_redis_backend(backend) or any(
+        word in backend.lower() for word in ("redis", "valkey")
+    ):
+        return f"not checked: the cache backend {backend!r} is not supported yet"
     return None
+
+
+def _subclasses_a_redis_backend(backend: str) -> bool:
+    try:
+        cls = import_string(backend)
+    except ImportError:
+        return False
+    from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
+    from django_redis.cache import RedisCache as DjangoRedisRedisCache
+
+    return isinstance(cls, type) and issubclass(cls, (DjangoRedisCache, DjangoRedisRedisCache))
 
 
 def probe_targets(
