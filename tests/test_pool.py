@@ -698,3 +698,22 @@ def test_users_own_client_name_is_kept_and_not_a_refusal(redis_db: RedisDB) -> N
         pool = pool_of(default_cache)
         assert (pool.names_connections, pool.name_refused) == (False, False)
     assert "mine" in [e["name"] for e in redis_db.server.client_list()]
+
+
+def test_users_own_redis_connect_func_runs_and_the_refusal_still_leaves_it_working(
+    start_redis: StartRedis,
+) -> None:
+    server = start_redis()
+    url = limited_user(server, "client|setname")
+    calls: list[str | None] = []
+
+    def connect(connection: Any) -> None:
+        calls.append(connection.client_name)  # unnamed during the set-up
+        connection.on_connect()
+
+    caches = redis_caches(url, CONNECTION_POOL_KWARGS={"redis_connect_func": connect})
+    with override_settings(CACHES=caches):
+        default_cache.set("k", "v")
+        assert default_cache.get("k") == "v"
+        assert pool_of(default_cache).name_refused is True
+    assert calls == [None]

@@ -54,6 +54,7 @@ RECORD_KEYS = {
     "wait_seconds",
     "timeouts",
     "named",
+    "name_refused",
     "interval",
     "ttl",
     "published_at",
@@ -114,7 +115,7 @@ def test_release_publishes_a_record(redis_db: RedisDB) -> None:
     assert (record["created"], record["in_use"], record["idle"]) == (1, 0, 1)
     assert record["peak_in_use"] == 1
     assert (record["waits"], record["wait_seconds"], record["timeouts"]) == (0, 0.0, 0)
-    assert record["named"] is True
+    assert (record["named"], record["name_refused"]) == (True, False)
     assert record["interval"] == 1.0
     assert record["ttl"] == 3  # three intervals
     assert before <= record["published_at"] <= after

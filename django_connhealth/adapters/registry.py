@@ -38,13 +38,11 @@ def sized_aliases(
 
 
 def unchecked_reason(config: Mapping[str, Any]) -> str | None:
-    """Why readiness cannot check a Redis-backed alias no adapter handles; ``None`` otherwise.
+    """Why readiness cannot check an alias no adapter handles, if it is Redis-backed.
 
     Redis-backed: django-redis or Django's RedisCache, a subclass of either,
-    or any backend whose path names Redis or Valkey.
+    or any backend whose path names Redis or Valkey. ``None`` for any other.
     """
-    if adapter_for(config) is not None:
-        return None
     backend = str(config.get("BACKEND", ""))
     if backend.startswith("django_redis.") and django_redis.is_sentinel(
         django_redis.options_of(config)

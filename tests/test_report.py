@@ -1,0 +1,50 @@
+"""The fleet report's pure parts (``django_connhealth.report``): rows, notes, the fleet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django_connhealth.report import Me, fleet, processes, unnamed_notes
+
+ME = Me("me", 1)
+
+
+def rows_of(records: dict[tuple[str, int], dict[str, Any]]) -> list[dict[str, Any]]:
+    connections = {("web-1", 10): 3, ("web-2", 20): 2, ("web-3", 30): 4}
+    return processes(connections, records, ME)
+
+
+def test_unnamed_processes_have_unknown_connections_and_a_note_each_reason() -> None:
+    records: dict[tuple[str, int], dict[str, Any]] = {
+        ("web-1", 10): {"named": True, "name_refused": False, "max_connections": 5},
+        ("web-2", 20): {"named": False, "name_refused": True, "max_connections": 5},
+        ("web-3", 30): {"named": False, "name_refused": False, "max_connections": 5},
+    }
+    rows = rows_of(records)
+    assert [(row["pid"], row["connections"], row["named"]) for row in rows] == [
+        (10, 3, True),
+        (20, None, False),
+        (30, None, False),
+    ]
+    assert unnamed_notes(rows, records) == [
+        "CLIENT SETNAME refused by the server's ACL for web-2:20: their connections are "
+        "unnamed, so their counts are unknown.",
+        "web-3:30 name their connections themselves (client_name): their counts are unknown.",
+    ]
+    # A count unknown makes the fleet's unknown: never an undercount.
+    assert fleet(rows, {"maxclients": 10})["connections"] is None
+
+
+def test_named_processes_are_counted() -> None:
+    records = {
+        process: {"named": True, "max_connections": 5}
+        for process in [("web-1", 10), ("web-2", 20), ("web-3", 30)]
+    }
+    rows = rows_of(records)
+    assert unnamed_notes(rows, records) == []
+    assert fleet(rows, {"maxclients": 10}) == {
+        "processes": 3,
+        "connections": 9,
+        "max_connections": 15,
+        "warning": "the fleet's pools may open 15 connections, more than maxclients 10",
+    }
