@@ -45,6 +45,13 @@ DJANGO_REDIS_POOL_CLASS = "redis.connection.ConnectionPool"
 POOL_CLASS = "django_connhealth.pool.SizedConnectionPool"
 CONNECTION_FACTORY = "django_connhealth.factory.ConnectionFactory"
 
+#: The same for a django-redis Sentinel alias, and django-redis's own two, which
+#: its docs have users name: ``sized_caches`` counts them as unset.
+SENTINEL_POOL_CLASS = "django_connhealth.sentinel.SizedSentinelPool"
+SENTINEL_CONNECTION_FACTORY = "django_connhealth.factory.SentinelConnectionFactory"
+DJANGO_REDIS_SENTINEL_POOL_CLASS = "redis.sentinel.SentinelConnectionPool"
+DJANGO_REDIS_SENTINEL_FACTORY = "django_redis.pool.SentinelConnectionFactory"
+
 #: The OPTIONS key under which ``sized_caches`` records what it computed.
 OPTIONS_KEY = "CONNHEALTH"
 

@@ -1,10 +1,11 @@
-"""A django-redis connection factory that builds each pool once per process."""
+"""django-redis connection factories that build each pool once per process."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django_redis.pool import ConnectionFactory as DjangoRedisConnectionFactory
+from django_redis.pool import SentinelConnectionFactory as DjangoRedisSentinelConnectionFactory
 
 from django_connhealth.shared import SharedPools
 
@@ -37,3 +38,13 @@ class ConnectionFactory(DjangoRedisConnectionFactory):
     def disconnect_all(cls) -> None:
         """Close every pooled connection and forget the pools (tests, shutdown)."""
         cls.pools.disconnect_all()
+
+
+class SentinelConnectionFactory(ConnectionFactory, DjangoRedisSentinelConnectionFactory):
+    """django-redis's Sentinel factory, with each pool built once per process under a lock.
+
+    Pools are keyed by URL, so one service has a pool per role (``?is_master=0``
+    for the replicas), apart from the pools of plain URLs.
+    """
+
+    pools: ClassVar[SharedPools[ConnectionPool]] = SharedPools()

@@ -82,6 +82,9 @@ class SizedConnectionPool(BlockingConnectionPool):
 
     queue_class: type[CountingQueue]
     pool: CountingQueue
+    #: Whether a readiness ping may run in the probing request's own thread:
+    #: its checkout does no I/O that the probe's deadline cannot bound.
+    pings_inline = True
 
     def __init__(
         self,
@@ -199,8 +202,31 @@ class SizedConnectionPool(BlockingConnectionPool):
             raise
 
     def checkin(self, connection: Any) -> None:
-        """Give back a connection that :meth:`checkout` handed out."""
-        self.slots.put(connection)
+        """Give back a connection that :meth:`checkout` handed out.
+
+        One the pool no longer owns (a Sentinel pool's, to a server that is
+        no longer the master) is closed, and its slot freed.
+        """
+        if self.owns_connection(connection):
+            self.slots.put(connection)
+            return
+        connection.disconnect()
+        self.slots.put(None)
+
+    def disconnect(self, inuse_connections: bool = True) -> None:
+        """Close every connection, or with ``inuse_connections=False`` only the free ones.
+
+        redis-py 5's blocking pool takes no argument, but its Sentinel pool
+        passes one when the master moves: that call must work on every version.
+        """
+        if inuse_connections:
+            super().disconnect()
+            return
+        own_pool(self)
+        with self.slots.mutex:
+            free = [slot for slot in self.slots.queue if slot is not None]
+        for connection in free:
+            connection.disconnect()
 
     def has_idle_connection(self) -> bool:
         """Whether an open connection is free right now (a hint: others may take it)."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.utils.module_loading import import_string
 from redis.connection import BlockingConnectionPool, ConnectionPool
+from redis.sentinel import SentinelConnectionPool
 
 from django_connhealth import defaults
 from django_connhealth.knobs import KNOBS, set_by_user
@@ -47,7 +48,14 @@ class PoolConfig:
 
 @cache
 def pool_defaults(pool_class: type[ConnectionPool]) -> dict[str, Any]:
-    """redis-py's defaults for a pool of ``pool_class`` ({} if it needs arguments)."""
+    """redis-py's defaults for a pool of ``pool_class`` ({} if it needs arguments).
+
+    A Sentinel pool, which needs its sentinels to be built, has the defaults
+    of the pool it is built on.
+    """
+    if issubclass(pool_class, SentinelConnectionPool):
+        blocking = issubclass(pool_class, BlockingConnectionPool)
+        return pool_defaults(BlockingConnectionPool if blocking else ConnectionPool)
     try:
         pool = pool_class()
         # Asked of the base class: a blocking pool fills its queue at creation, and

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from redis import ConnectionPool
 
-    from django_connhealth.adapters.base import AliasPool
+    from django_connhealth.adapters.base import AliasPool, Unpinged
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 _RANK = {PASS: 0, WARN: 1, FAIL: 2}
@@ -89,17 +89,17 @@ class Targets:
         # override_settings can hand its id to the next one.
         self._key: tuple[int, object] | None = None
         self._targets: list[AliasPool] = []
-        self._unchecked: list[tuple[str, str, str]] = []
+        self._unchecked: list[Unpinged] = []
 
     def get(self) -> list[AliasPool]:
         """The pools of every Redis alias an adapter handles, sized or not."""
         return self._current()[0]
 
-    def unchecked(self) -> list[tuple[str, str, str]]:
-        """``(alias, url, reason)`` of each Redis-backed alias readiness cannot ping."""
+    def unchecked(self) -> list[Unpinged]:
+        """Each Redis-backed alias readiness cannot ping."""
         return self._current()[1]
 
-    def _current(self) -> tuple[list[AliasPool], list[tuple[str, str, str]]]:
+    def _current(self) -> tuple[list[AliasPool], list[Unpinged]]:
         caches = getattr(settings, "CACHES", {})
         with self._lock:
             if self._key is None or self._key[0] != os.getpid() or self._key[1] is not caches:
@@ -223,7 +223,11 @@ class Prober:
             joined = self._join(pool, deadline)
             if joined is not None:
                 return target, joined
-            if not (isinstance(pool, SizedConnectionPool) and pool.has_idle_connection()):
+            if not (
+                isinstance(pool, SizedConnectionPool)
+                and pool.pings_inline
+                and pool.has_idle_connection()
+            ):
                 return None
             future: Future[Result] = Future()
             self._running[pool] = (future, Moment(deadline))
@@ -283,8 +287,14 @@ class Prober:
                 results.append(self.result(target, FAIL, output=f"no answer within {timeout:g} s"))
         # Never a silent pass for an alias readiness could not check.
         results += [
-            Result(alias=alias, url=url, status=WARN, wall_time=time.time(), raw_output=reason)
-            for alias, url, reason in targets.unchecked()
+            Result(
+                alias=entry.alias,
+                url=entry.url,
+                status=FAIL if entry.broken else WARN,
+                wall_time=time.time(),
+                raw_output=entry.reason,
+            )
+            for entry in targets.unchecked()
         ]
         return results
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from django_connhealth import conf, middleware, pool, probes, publish
 from django_connhealth.adapters.django_builtin import SharedSizedPool
-from django_connhealth.factory import ConnectionFactory
+from django_connhealth.factory import ConnectionFactory, SentinelConnectionFactory
 
 
 def reset_process_state(*, forked: bool = False) -> None:
@@ -35,6 +35,7 @@ def reset_process_state(*, forked: bool = False) -> None:
         middleware.after_fork()
         pool.registry.after_fork()
         ConnectionFactory.after_fork()
+        SentinelConnectionFactory.after_fork()
         SharedSizedPool.shared.after_fork()
     else:
         probes.prober.shutdown()
@@ -42,6 +43,7 @@ def reset_process_state(*, forked: bool = False) -> None:
         probes.targets.clear()
         middleware.forget_paths()
         ConnectionFactory.disconnect_all()
+        SentinelConnectionFactory.disconnect_all()
         SharedSizedPool.shared.disconnect_all()
         pool.registry.clear()
     publish.forget()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 from django_connhealth import defaults
@@ -22,6 +23,7 @@ from django_connhealth.conf import client_host
 from django_connhealth.naming import parse_client_name
 from django_connhealth.publish import index_key
 from django_connhealth.redact import scrub
+from django_connhealth.sentinel import SizedSentinelPool
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -203,11 +205,19 @@ def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me
         "notes": [],
     }
     configs = adapter.pool_configs(config)
-    pools = adapter.alias_pools(alias, config)
+    try:
+        pools = adapter.alias_pools(alias, config)
+    except ImproperlyConfigured as exc:  # as every use of the cache would
+        report["status"] = "fail"
+        report["pools"] = [pool_config.as_dict() for pool_config in configs]
+        report["notes"].append(f"its pools cannot be built: {exc}")
+        return report
     for index, (pool_config, live) in enumerate(zip(configs, pools, strict=True)):
         entry = pool_config.as_dict()
         report["pools"].append(entry)
         client = live.client
+        if isinstance(live.pool, SizedSentinelPool):
+            entry.update(live.pool.describe())
         try:
             server = server_figures(client)
         except (RedisError, OSError) as exc:
@@ -224,6 +234,8 @@ def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me
                 f"{entry['location']}: INFO refused by the server's ACL ({error}); "
                 f"connected_clients and maxclients unknown."
             )
+        if isinstance(live.pool, SizedSentinelPool):
+            entry.update(live.pool.describe())  # the master the sentinels named just now
         if len(configs) > 1:
             entry["server"] = server
         if index:

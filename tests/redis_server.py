@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -25,12 +26,12 @@ from testproject.supervisor import HOST, Child, NotReady, free_port, start
 
 if TYPE_CHECKING:
     import subprocess
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
     from types import TracebackType
 
     from typing_extensions import Self  # typing.Self is 3.11+
 
-__all__ = ["HOST", "RedisServer", "SilentListener", "free_port"]
+__all__ = ["HOST", "SERVICE", "RedisServer", "SentinelSet", "SilentListener", "free_port"]
 
 #: Socket timeout (seconds) of the harness's own helper clients.
 HELPER_SOCKET_TIMEOUT = 2.0
@@ -411,3 +412,172 @@ class SilentListener:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+# ------------------------------------------------------------------- Sentinel
+
+#: The service every test Sentinel set monitors.
+SERVICE = "mymaster"
+#: How long a Sentinel set may take to form, and a failover to finish.
+SENTINEL_TIMEOUT = 20.0
+
+
+class SentinelServer(RedisServer):
+    """One ``redis-server --sentinel`` watching ``SERVICE`` on a master of the tests'."""
+
+    def __init__(self, workdir: pathlib.Path, master_port: int, *, quorum: int = 2) -> None:
+        super().__init__(workdir)
+        self.master_port = master_port
+        self.quorum = quorum
+
+    def _command(self, port: int) -> list[str]:
+        config = self.workdir / f"sentinel-{port}.conf"
+        if not config.exists():  # a sentinel rewrites its file: a restart keeps what it learnt
+            config.write_text(
+                f"sentinel monitor {SERVICE} {self.host} {self.master_port} {self.quorum}\n"
+                f"sentinel down-after-milliseconds {SERVICE} 1000\n"
+                f"sentinel failover-timeout {SERVICE} 5000\n"
+                f"sentinel parallel-syncs {SERVICE} 1\n"
+            )
+        return [
+            "redis-server", str(config), "--sentinel",
+            "--port", str(port),
+            "--bind", self.host,
+            "--dir", str(self.workdir),
+            "--logfile", str(self._log_path(port)),
+            "--daemonize", "no",
+        ]  # fmt: skip
+
+    def sentinel(self, *args: str) -> Any:
+        """One SENTINEL command's reply (``SENTINEL MASTER mymaster``: a dict)."""
+        with self._helper(self.port, 0) as client:
+            return client.execute_command("SENTINEL", *args)
+
+
+class SentinelSet:
+    """A master, a replica and three sentinels (quorum 2), all real, on loopback.
+
+    ``start()`` returns once the replica is in sync and every sentinel knows
+    the replica and the two other sentinels, so a failover can run at once.
+    """
+
+    def __init__(self, workdir: pathlib.Path, *, replicas: int = 1, sentinels: int = 3) -> None:
+        self.workdir = pathlib.Path(workdir)
+        self.master = RedisServer(self.workdir / "master")
+        self.replicas: list[RedisServer] = []
+        self.sentinels: list[SentinelServer] = []
+        self._replica_count = replicas
+        self._sentinel_count = sentinels
+
+    @property
+    def servers(self) -> list[RedisServer]:
+        """The data servers: the first master, then the replicas (roles change on failover)."""
+        return [self.master, *self.replicas]
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The sentinels' ``(host, port)``, as ``OPTIONS["SENTINELS"]`` takes them."""
+        return [(sentinel.host, sentinel.port) for sentinel in self.sentinels]
+
+    def start(self) -> Self:
+        with contextlib.ExitStack() as undo:
+            undo.callback(self.stop)
+            self.master.start()
+            for index in range(self._replica_count):
+                replica = RedisServer(
+                    self.workdir / f"replica-{index}",
+                    extra_args=["--replicaof", HOST, str(self.master.port)],
+                )
+                self.replicas.append(replica)
+                replica.start()
+            for index in range(self._sentinel_count):
+                sentinel = SentinelServer(self.workdir / f"sentinel-{index}", self.master.port)
+                self.sentinels.append(sentinel)
+                sentinel.start()
+            self._wait(self._formed, "the replicas in sync and every sentinel knowing the rest")
+            undo.pop_all()
+        return self
+
+    def stop(self) -> None:
+        for server in [*self.sentinels, *self.replicas, self.master]:
+            server.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def master_port(self) -> int:
+        """The port the running sentinels agree is the master's (raises if they do not)."""
+        named = {
+            int(_text(s.sentinel("GET-MASTER-ADDR-BY-NAME", SERVICE)[1])) for s in self._alive()
+        }
+        if len(named) != 1:
+            raise AssertionError(f"the sentinels name {sorted(named)} as the master")
+        return named.pop()
+
+    def server_at(self, port: int) -> RedisServer:
+        return next(server for server in self.servers if server.port == port)
+
+    def failover(self) -> tuple[RedisServer, RedisServer]:
+        """``SENTINEL FAILOVER``; returns ``(old, new)`` master once every sentinel names the new.
+
+        The old master turns replica a few seconds later (at a sentinel's next
+        look at it), and only then closes its clients' connections.
+        """
+        old = self.server_at(self.master_port())
+        self.sentinels[0].sentinel("FAILOVER", SERVICE)
+
+        def switched() -> bool:
+            try:
+                port = self.master_port()
+            except AssertionError:
+                return False
+            return port != old.port and self.server_at(port).info("replication")["role"] == "master"
+
+        self._wait(switched, "a failover that every sentinel agrees on, its master promoted")
+        return old, self.server_at(self.master_port())
+
+    def _alive(self) -> list[SentinelServer]:
+        return [sentinel for sentinel in self.sentinels if sentinel.running]
+
+    def _formed(self) -> bool:
+        try:
+            synced = [r.info("replication").get("master_link_status") for r in self.replicas]
+            states = [sentinel.sentinel("MASTER", SERVICE) for sentinel in self.sentinels]
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            return False
+        return all(link == "up" for link in synced) and all(
+            int(_field(state, "num-slaves")) == self._replica_count
+            and int(_field(state, "num-other-sentinels")) == self._sentinel_count - 1
+            for state in states
+        )
+
+    def _wait(self, condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + SENTINEL_TIMEOUT
+        while not condition():
+            if time.monotonic() > deadline:
+                logs = "\n".join(
+                    f"--- {server.log_path}\n{server.log_path.read_text(errors='replace')[-1500:]}"
+                    for server in [*self.sentinels, *self.servers]
+                    if server.log_path.exists()
+                )
+                raise RuntimeError(f"no {what} within {SENTINEL_TIMEOUT:g} s\n{logs}")
+            time.sleep(0.05)
+
+
+def _field(state: Any, name: str) -> Any:
+    """A field of a ``SENTINEL MASTER`` reply: a dict or a flat list, of bytes or str."""
+    items = state.items() if isinstance(state, dict) else zip(state[::2], state[1::2])
+    fields = {_text(key): _text(value) for key, value in items}
+    return fields[name]
+
+
+def _text(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -45,6 +45,16 @@ class AliasPool:
     @property
     def pool(self) -> ConnectionPool:
         return self.client.connection_pool
+
+
+class Unpinged(NamedTuple):
+    """A Redis-backed alias readiness cannot ping, and why."""
+
+    alias: str
+    url: str
+    reason: str
+    #: its pools cannot even be built, so every use of the cache fails: readiness fails
+    broken: bool = False
 
 
 class Adapter(ABC):

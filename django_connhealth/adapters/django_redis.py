@@ -24,7 +24,6 @@ from django_connhealth.adapters.filling import (
     pool_name,
     sizing_record,
 )
-from django_connhealth.factory import ConnectionFactory
 from django_connhealth.knobs import POOL_SHAPING_OPTIONS, set_by_user
 from django_connhealth.poolconfig import PoolConfig, import_pool_class, read_back
 from django_connhealth.redact import redact_url, secrets_of
@@ -63,9 +62,11 @@ def is_sentinel(options: Mapping[str, Any]) -> bool:
     return "SENTINELS" in options or "Sentinel" in str(options.get("CLIENT_CLASS", ""))
 
 
-def pool_class(options: Mapping[str, Any]) -> type[ConnectionPool] | None:
+def pool_class(
+    options: Mapping[str, Any], default: str = defaults.DJANGO_REDIS_POOL_CLASS
+) -> type[ConnectionPool] | None:
     """The pool class an alias uses, or ``None`` when it cannot be imported."""
-    return import_pool_class(options.get("CONNECTION_POOL_CLASS", defaults.DJANGO_REDIS_POOL_CLASS))
+    return import_pool_class(options.get("CONNECTION_POOL_CLASS", default))
 
 
 def connection_factory(options: Mapping[str, Any]) -> Any:
@@ -77,26 +78,44 @@ def connection_factory(options: Mapping[str, Any]) -> Any:
 class DjangoRedisAdapter(Adapter):
     """``django_redis.cache.RedisCache`` with plain URLs (not Sentinel)."""
 
+    #: the pool class and the connection factory sizing installs
+    pool_class_path = defaults.POOL_CLASS
+    factory_path = defaults.CONNECTION_FACTORY
+    #: the pool class django-redis uses when OPTIONS names none
+    stock_pool_class = defaults.DJANGO_REDIS_POOL_CLASS
+    #: OPTIONS values that count as unset: django-redis's own defaults, named
+    stock: Mapping[str, str] = {}
+
     def handles(self, config: Mapping[str, Any]) -> bool:
         backend = str(config.get("BACKEND", ""))
         return backend.startswith("django_redis.") and not is_sentinel(options_of(config))
 
+    def urls(self, config: Mapping[str, Any]) -> list[str]:
+        """The URL of each of the alias's pools, as its client asks its factory for them."""
+        return locations(config)
+
+    def names_own(self, options: Mapping[str, Any], key: str) -> bool:
+        """Whether OPTIONS names a ``key`` of the user's own (not unset, not the stock one)."""
+        return key in options and options[key] != self.stock.get(key)
+
     def size(self, alias: str, config: Mapping[str, Any], plan: SizingPlan) -> dict[str, Any]:
         # Aliases that share a URL share a pool (django-redis keys pools by URL):
         # name it after the first such alias, so every alias gives it the same options.
-        urls = locations(config)
+        urls = self.urls(config)
         name = alias
         if urls:
             name = next(
                 other
                 for other, other_config in plan.caches.items()
-                if self.handles(other_config) and urls[0] in locations(other_config)
+                if self.handles(other_config) and urls[0] in self.urls(other_config)
             )
         options = dict(options_of(config))
         kwargs = dict(options.get("CONNECTION_POOL_KWARGS") or {})
-        ours = "CONNECTION_POOL_CLASS" not in options
-        options.setdefault("CONNECTION_POOL_CLASS", defaults.POOL_CLASS)
-        options.setdefault("CONNECTION_FACTORY", defaults.CONNECTION_FACTORY)
+        ours = not self.names_own(options, "CONNECTION_POOL_CLASS")
+        if ours:
+            options["CONNECTION_POOL_CLASS"] = self.pool_class_path
+        if not self.names_own(options, "CONNECTION_FACTORY"):
+            options["CONNECTION_FACTORY"] = self.factory_path
         sources = fill_pool_kwargs(
             kwargs,
             plan,
@@ -118,24 +137,29 @@ class DjangoRedisAdapter(Adapter):
         return pool_host(options_of(config).get("CONNECTION_POOL_KWARGS") or {})
 
     def pool_configs(self, config: Mapping[str, Any]) -> list[PoolConfig]:
-        return [pool_config(options_of(config), url) for url in locations(config)]
+        options = options_of(config)
+        return [pool_config(options, url, self.stock_pool_class) for url in self.urls(config)]
 
     def alias_pools(self, alias: str, config: Mapping[str, Any]) -> list[AliasPool]:
         options = options_of(config)
         factory = connection_factory(options)
         return [
-            AliasPool(alias, url, factory.connect(url), secrets_of(url, options))
-            for url in locations(config)
+            AliasPool(alias, url, factory.connect(url), self.secrets(url, options))
+            for url in self.urls(config)
         ]
+
+    def secrets(self, url: str, options: Mapping[str, Any]) -> tuple[str, ...]:
+        """The passwords an alias holds for ``url``, to keep out of output."""
+        return secrets_of(url, options)
 
     def check(self, alias: str, config: Mapping[str, Any]) -> Iterator[CheckMessage]:
         options = options_of(config)
         setting = f"CACHES[{alias!r}]"
         # Only a class the user named: without one, E001 or W001 (whose fix installs a
         # blocking pool) already reports the alias.
-        cls = pool_class(options)
+        cls = pool_class(options, self.stock_pool_class)
         if (
-            "CONNECTION_POOL_CLASS" in options
+            self.names_own(options, "CONNECTION_POOL_CLASS")
             and cls is not None
             and not issubclass(cls, BlockingConnectionPool)
         ):
@@ -147,12 +171,12 @@ class DjangoRedisAdapter(Adapter):
                 "blocking pool, or use a redis.BlockingConnectionPool subclass.",
                 id="connhealth.W003",
             )
-        factory = options.get("CONNECTION_FACTORY", defaults.CONNECTION_FACTORY)
-        if self.is_sized(config) and not _is_our_factory(factory):
+        factory = options.get("CONNECTION_FACTORY", self.factory_path)
+        if self.is_sized(config) and not _subclasses(factory, self.factory_path):
             yield Warning(
                 f"{setting} OPTIONS['CONNECTION_FACTORY']={factory!r} may build one pool per "
                 f"thread, so the size meant for the process caps each thread instead.",
-                hint=f"Remove CONNECTION_FACTORY, or subclass {defaults.CONNECTION_FACTORY}.",
+                hint=f"Remove CONNECTION_FACTORY, or subclass {self.factory_path}.",
                 id="connhealth.W007",
             )
 
@@ -183,11 +207,13 @@ class DjangoRedisAdapter(Adapter):
                     )
 
 
-def pool_config(options: Mapping[str, Any], url: str) -> PoolConfig:
+def pool_config(
+    options: Mapping[str, Any], url: str, default_class: str = defaults.DJANGO_REDIS_POOL_CLASS
+) -> PoolConfig:
     """Effective settings for ``url`` under an alias's ``OPTIONS``."""
     return read_back(
         url,
-        pool_class(options),
+        pool_class(options, default_class),
         query=location_query(url),
         kwargs=options.get("CONNECTION_POOL_KWARGS") or {},
         options=options,
@@ -195,13 +221,13 @@ def pool_config(options: Mapping[str, Any], url: str) -> PoolConfig:
     )
 
 
-def _is_our_factory(path: str) -> bool:
-    """Whether ``path`` names this app's connection factory or a subclass (W007's hint)."""
+def _subclasses(path: str, base_path: str) -> bool:
+    """Whether ``path`` names the class ``base_path`` names, or a subclass of it."""
     try:
-        factory = import_string(path)
+        cls, base = import_string(path), import_string(base_path)
     except ImportError:
         return False
-    return isinstance(factory, type) and issubclass(factory, ConnectionFactory)
+    return isinstance(cls, type) and issubclass(cls, base)
 
 
 def _pool_shape(options: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from django_connhealth.adapters import django_builtin, django_redis
+from django_connhealth.adapters import django_builtin, django_redis, django_redis_sentinel
+from django_connhealth.adapters.base import Unpinged
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -17,7 +19,11 @@ if TYPE_CHECKING:
     from django_connhealth.adapters.base import Adapter, AliasPool
 
 #: In the order they are asked; the first that handles a CACHES entry speaks for it.
-ADAPTERS: tuple[Adapter, ...] = (django_redis.adapter, django_builtin.adapter)
+ADAPTERS: tuple[Adapter, ...] = (
+    django_redis.adapter,
+    django_redis_sentinel.adapter,
+    django_builtin.adapter,
+)
 
 
 def adapter_for(config: Mapping[str, Any]) -> Adapter | None:
@@ -44,10 +50,6 @@ def unchecked_reason(config: Mapping[str, Any]) -> str | None:
     or any backend whose path names Redis or Valkey. ``None`` for any other.
     """
     backend = str(config.get("BACKEND", ""))
-    if backend.startswith("django_redis.") and django_redis.is_sentinel(
-        django_redis.options_of(config)
-    ):
-        return "not checked: django-redis with Sentinel is not supported yet"
     if _subclasses_a_redis_backend(backend) or any(
         word in backend.lower() for word in ("redis", "valkey")
     ):
@@ -68,19 +70,23 @@ def _subclasses_a_redis_backend(backend: str) -> bool:
 
 def probe_targets(
     caches: Mapping[str, Mapping[str, Any]],
-) -> tuple[list[AliasPool], list[tuple[str, str, str]]]:
+) -> tuple[list[AliasPool], list[Unpinged]]:
     """What readiness pings: the pools of every alias an adapter handles, sized or not;
-    and ``(alias, url, reason)`` of each Redis-backed alias it cannot ping."""
+    and each Redis-backed alias it cannot ping."""
     pools: list[AliasPool] = []
-    unchecked: list[tuple[str, str, str]] = []
+    unpinged: list[Unpinged] = []
     for alias, config in caches.items():
+        urls = django_redis.locations(config)
+        url = urls[0] if urls else ""
         adapter = adapter_for(config)
         if adapter is not None:
-            pools += adapter.alias_pools(alias, config)
+            try:
+                pools += adapter.alias_pools(alias, config)
+            except ImproperlyConfigured as exc:  # as every use of the cache would
+                unpinged.append(Unpinged(alias, url, f"its pools cannot be built: {exc}", True))
         elif (reason := unchecked_reason(config)) is not None:
-            urls = django_redis.locations(config)
-            unchecked.append((alias, urls[0] if urls else "", reason))
-    return pools, unchecked
+            unpinged.append(Unpinged(alias, url, reason))
+    return pools, unpinged
 
 
 def is_redis_backed(config: Mapping[str, Any]) -> bool:
