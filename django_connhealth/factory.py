@@ -48,3 +48,13 @@ class SentinelConnectionFactory(ConnectionFactory, DjangoRedisSentinelConnection
     """
 
     pools: ClassVar[SharedPools[ConnectionPool]] = SharedPools()
+
+    @classmethod
+    def disconnect_all(cls) -> None:
+        """Close every pooled connection, and the pools' connections to their sentinels."""
+        pools = list(cls.pools.as_dict().values())
+        super().disconnect_all()
+        for pool in pools:
+            manager = getattr(pool, "sentinel_manager", None)
+            for sentinel in getattr(manager, "sentinels", ()):
+                sentinel.connection_pool.disconnect()

@@ -216,9 +216,13 @@ def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me
         entry = pool_config.as_dict()
         report["pools"].append(entry)
         client = live.client
-        if isinstance(live.pool, SizedSentinelPool):
-            entry.update(live.pool.describe())
+        sentinel = live.pool if isinstance(live.pool, SizedSentinelPool) else None
+        if sentinel is not None:
+            entry.update(sentinel.describe())  # its service and role, whatever comes next
         try:
+            if sentinel is not None:
+                sentinel.named_master()  # the sentinels may name none, or a new one
+                entry.update(sentinel.describe())
             server = server_figures(client)
         except (RedisError, OSError) as exc:
             refused = isinstance(exc, ResponseError) and _refused(exc)
@@ -234,8 +238,6 @@ def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me
                 f"{entry['location']}: INFO refused by the server's ACL ({error}); "
                 f"connected_clients and maxclients unknown."
             )
-        if isinstance(live.pool, SizedSentinelPool):
-            entry.update(live.pool.describe())  # the master the sentinels named just now
         if len(configs) > 1:
             entry["server"] = server
         if index:

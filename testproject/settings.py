@@ -1,6 +1,8 @@
 """Settings of the demo project, read from the environment.
 
-``REDIS_URL`` (required) is the Redis the cache uses. ``DJANGO_DEBUG``,
+``REDIS_URL`` (required) is the Redis the cache uses; with ``REDIS_SENTINELS``
+(``host:port`` of each sentinel, comma-separated) its host is the Sentinel
+service (``redis://mymaster/0``). ``DJANGO_DEBUG``,
 ``DJANGO_SECRET_KEY``, ``DJANGO_ALLOWED_HOSTS`` and ``TESTPROJECT_VAR_DIR`` (where
 the SQLite database lives) have defaults fit for a local demo, not production.
 """
@@ -82,14 +84,34 @@ DATABASES = {
     }
 }
 
-CACHES = sized_caches(
-    {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": _redis_url(),
-        }
+
+
+def _sentinels() -> list[tuple[str, int]]:
+    value = os.environ.get("REDIS_SENTINELS", "")
+    sentinels = []
+    for address in filter(None, (item.strip() for item in value.split(","))):
+        host, _, port = address.rpartition(":")
+        if not (host and port.isdigit()):
+            raise ImproperlyConfigured(
+                f"REDIS_SENTINELS={value!r} is not valid: set it to the sentinels' host:port, "
+                f"comma-separated (127.0.0.1:26379,127.0.0.1:26380), or unset it."
+            )
+        sentinels.append((host, int(port)))
+    return sentinels
+
+
+_default: dict[str, object] = {
+    "BACKEND": "django_redis.cache.RedisCache",
+    "LOCATION": _redis_url(),
+}
+if _sentinels():
+    # As django-redis's docs write a Sentinel alias (the master only: no SentinelClient).
+    DJANGO_REDIS_CONNECTION_FACTORY = "django_redis.pool.SentinelConnectionFactory"
+    _default["OPTIONS"] = {
+        "SENTINELS": _sentinels(),
+        "CONNECTION_POOL_CLASS": "redis.sentinel.SentinelConnectionPool",
     }
-)
+CACHES = sized_caches({"default": _default})
 
 # TESTPROJECT_BUILTIN=sized (or unsized) adds an alias "builtin" on Django's own
 # RedisCache, sized or as Django alone builds it, for comparing the two.

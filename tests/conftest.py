@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
-from tests.redis_server import RedisServer, SilentListener
+from tests.redis_server import RedisServer, SentinelSet, SilentListener
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -84,6 +84,13 @@ def start_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartRedis
             return stack.enter_context(server)
 
         yield _start
+
+
+@pytest.fixture
+def sentinel_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
+    """A real Sentinel set of its own: one master, one replica, three sentinels (quorum 2)."""
+    with SentinelSet(tmp_path_factory.mktemp("sentinel")) as servers:
+        yield servers
 
 
 # ----------------------------------------------------------- silent listener

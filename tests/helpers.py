@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import io
 import json
 import os
 import re
@@ -19,10 +20,14 @@ import uuid
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import override_settings
 from django_redis.cache import RedisCache as DjangoRedisCache
+from django_redis.pool import SentinelConnectionFactory as DjangoRedisSentinelConnectionFactory
 from hypothesis import HealthCheck, settings
 from redis.connection import BlockingConnectionPool
+from redis.sentinel import SentinelConnectionPool
 
 from django_connhealth import defaults, sized_caches
 from django_connhealth.pool import SizedConnectionPool
@@ -268,6 +273,29 @@ def pings(server: RedisServer) -> int:
     return int(stats.get("calls", 0))
 
 
+# ---------------------------------------------------------------------- command
+
+
+def connhealth(*args: str, **options: Any) -> tuple[str, str, int]:
+    """``manage.py connhealth ARGS``: its stdout, its stderr and its exit code.
+
+    A CommandError ends the command the way manage.py ends it: its message on
+    stderr, its ``returncode`` as the exit code.
+    """
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command("connhealth", *args, stdout=out, stderr=err, **options)
+    except CommandError as exc:
+        return out.getvalue(), err.getvalue() + f"CommandError: {exc}\n", exc.returncode
+    return out.getvalue(), err.getvalue(), 0
+
+
+def report_json(*args: str) -> tuple[dict[str, Any], int]:
+    out, err, code = connhealth("--format", "json", *args)
+    assert "Traceback" not in err
+    return json.loads(out), code
+
+
 # ------------------------------------------------------------------------- fork
 
 
@@ -379,3 +407,11 @@ def pools_of_every_worker(base: str, workers: Sequence[int]) -> dict[int, dict[s
 
 class OtherRedisCache(DjangoRedisCache):
     """A cache backend of another package built on django-redis (as django-prometheus's is)."""
+
+
+class PlainSentinelPool(SentinelConnectionPool):
+    """A user's own Sentinel pool class: non-blocking, like redis-py's."""
+
+
+class OtherSentinelFactory(DjangoRedisSentinelConnectionFactory):
+    """A user's own Sentinel factory, not built on this app's."""

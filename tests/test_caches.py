@@ -118,24 +118,6 @@ def test_other_backends_pass_through(config: dict[str, Any]) -> None:
     assert sized["redis"]["OPTIONS"]["CONNECTION_POOL_KWARGS"]["connhealth_alias"] == "redis"
 
 
-@pytest.mark.parametrize(
-    "options",
-    [
-        {
-            "CLIENT_CLASS": "django_redis.client.SentinelClient",
-            "CONNECTION_POOL_CLASS": "redis.sentinel.SentinelConnectionPool",
-            "SENTINELS": [("sentinel-1", 26379), ("sentinel-2", 26379)],
-        },
-        {"SENTINELS": [("sentinel-1", 26379)]},
-        {"CLIENT_CLASS": "django_redis.client.SentinelClient"},
-    ],
-)
-def test_sentinel_alias_passes_through(options: dict[str, Any]) -> None:
-    config = redis_cache("redis://mymaster/0", **options)
-    before = copy.deepcopy(config)
-    assert sized_caches({"default": config}, environ=ENVIRON) == {"default": before}
-
-
 @pytest.mark.parametrize("options", [None, {}, {"CONNECTION_POOL_KWARGS": None}])
 def test_empty_options(options: dict[str, Any] | None) -> None:
     config: dict[str, Any] = {"BACKEND": DJANGO_REDIS, "LOCATION": CACHE_URL, "OPTIONS": options}

@@ -121,13 +121,75 @@ def test_good_config_with_shared_location_and_other_backends_has_no_messages() -
     assert run_checks(caches) == []
 
 
-def test_sentinel_alias_is_skipped() -> None:
-    caches = user_caches(
-        "redis://mymaster/0",
-        CLIENT_CLASS="django_redis.client.SentinelClient",
-        SENTINELS=[("127.0.0.1", 26379)],
+#: A Sentinel alias as django-redis's docs write it.
+SENTINEL_OPTIONS = {
+    "CLIENT_CLASS": "django_redis.client.SentinelClient",
+    "CONNECTION_POOL_CLASS": "redis.sentinel.SentinelConnectionPool",
+    "SENTINELS": [("127.0.0.1", 26379), ("127.0.0.1", 26380)],
+}
+
+
+def test_sized_sentinel_alias_has_no_messages() -> None:
+    assert run_checks(sized(user_caches("redis://mymaster/0", **SENTINEL_OPTIONS))) == []
+
+
+def test_unsized_sentinel_alias_is_checked_for_each_role() -> None:
+    """Its pools are redis-py's Sentinel pool, a plain pool: the checks of one, per role."""
+    messages = run_checks(user_caches("redis://mymaster/0", **SENTINEL_OPTIONS))
+    assert ids(messages) == unsized_defaults() * 2
+    per_role = len(unsized_defaults())
+    assert "LOCATION 'redis://mymaster/0?is_master=1' " in messages[0].msg
+    assert "LOCATION 'redis://mymaster/0?is_master=0' " in messages[per_role].msg
+
+
+def test_sentinel_pool_class_of_the_users_gets_w003() -> None:
+    caches = sized(
+        user_caches(
+            "redis://mymaster/0",
+            **{**SENTINEL_OPTIONS, "CONNECTION_POOL_CLASS": "tests.helpers.PlainSentinelPool"},
+        )
     )
-    assert run_checks(caches) == []
+    assert ids(run_checks(caches)) == ["connhealth.W003"]
+
+
+def test_sentinel_factory_of_the_users_gets_w007() -> None:
+    caches = sized(
+        user_caches(
+            "redis://mymaster/0",
+            CONNECTION_FACTORY="tests.helpers.OtherSentinelFactory",
+            **SENTINEL_OPTIONS,
+        )
+    )
+    [message] = run_checks(caches)
+    assert message.id == "connhealth.W007"
+    assert message.hint == (
+        "Remove CONNECTION_FACTORY, or subclass "
+        "django_connhealth.factory.SentinelConnectionFactory."
+    )
+
+
+# ------------------------------------------------------------------------ E004
+
+
+@pytest.mark.parametrize(
+    "sentinels",
+    [None, [], "127.0.0.1:26379", [("127.0.0.1",)], ["127.0.0.1:26379"]],
+    ids=["unset", "empty", "a string", "a lone host", "strings"],
+)
+def test_e004_sentinels_missing_or_malformed(sentinels: object) -> None:
+    options: dict[str, Any] = {**SENTINEL_OPTIONS, "SENTINELS": sentinels}
+    if sentinels is None:
+        del options["SENTINELS"]
+    messages = run_checks(sized(user_caches("redis://mymaster/0", **options)))
+    assert messages == [
+        Error(
+            f"CACHES['default'] uses Sentinel but OPTIONS['SENTINELS']={sentinels!r} is not a "
+            f"list of (host, port) pairs, so every use of the cache fails.",
+            hint="Set OPTIONS['SENTINELS'] to the sentinels' addresses, e.g. "
+            "[('sentinel-1', 26379), ('sentinel-2', 26379)].",
+            id="connhealth.E004",
+        )
+    ]
 
 
 # ------------------------------------------------------------------------ E001

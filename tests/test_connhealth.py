@@ -34,6 +34,8 @@ from django_connhealth.conf import client_host
 from testproject import supervisor
 from testproject.supervisor import free_port
 from tests.helpers import (
+    connhealth,
+    report_json,
     BOOTED,
     SLOW,
     gunicorn,
@@ -78,24 +80,6 @@ EXTRA_PROCESS_KEYS = {"wait_seconds", "stale", "named"}
 # ---------------------------------------------------------------------- helpers
 
 
-def connhealth(*args: str, **options: Any) -> tuple[str, str, int]:
-    """``manage.py connhealth ARGS``: its stdout, its stderr and its exit code.
-
-    A CommandError ends the command the way manage.py ends it: its message on
-    stderr, its ``returncode`` as the exit code.
-    """
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        call_command("connhealth", *args, stdout=out, stderr=err, **options)
-    except CommandError as exc:
-        return out.getvalue(), err.getvalue() + f"CommandError: {exc}\n", exc.returncode
-    return out.getvalue(), err.getvalue(), 0
-
-
-def report_json(*args: str) -> tuple[dict[str, Any], int]:
-    out, err, code = connhealth("--format", "json", *args)
-    assert "Traceback" not in err
-    return json.loads(out), code
 
 
 def per_process(db: RedisDB, alias: str = "default") -> dict[tuple[str, int], int]:

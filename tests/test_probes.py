@@ -376,18 +376,11 @@ def test_unsized_redis_alias_is_pinged_through_its_own_pool(fresh_redis: RedisSe
     ("config", "reason"),
     [
         (
-            {
-                "BACKEND": "django_redis.cache.RedisCache",
-                "LOCATION": "redis://mymaster/0",
-                "OPTIONS": {
-                    "CLIENT_CLASS": "django_redis.client.SentinelClient",
-                    "SENTINELS": [("127.0.0.1", 1)],
-                },
-            },
-            "not checked: django-redis with Sentinel is not supported yet",
+            {"BACKEND": "django_valkey.cache.ValkeyCache", "LOCATION": "valkey://127.0.0.1:1/0"},
+            "not checked: the cache backend 'django_valkey.cache.ValkeyCache' is not supported yet",
         ),
     ],
-    ids=["sentinel"],
+    ids=["valkey"],
 )
 def test_redis_alias_readiness_cannot_check_is_a_warning_never_a_pass(
     config: dict[str, Any], reason: str

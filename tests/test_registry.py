@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from django_connhealth.adapters import django_builtin, django_redis
+from django_connhealth.adapters import django_builtin, django_redis, django_redis_sentinel
 from django_connhealth.adapters.registry import adapter_for, is_redis_backed, unchecked_reason
 
 SENTINEL = {
@@ -30,9 +30,21 @@ def test_adapter_for(backend: str, expected: object) -> None:
 
 
 @pytest.mark.parametrize(
+    "options",
+    [
+        {"SENTINELS": [("127.0.0.1", 26379)]},
+        {"CLIENT_CLASS": "django_redis.client.SentinelClient"},
+    ],
+)
+def test_sentinel_aliases_have_their_adapter(options: dict[str, object]) -> None:
+    config = {**SENTINEL, "OPTIONS": options}
+    assert adapter_for(config) is django_redis_sentinel.adapter
+    assert is_redis_backed(config)
+
+
+@pytest.mark.parametrize(
     ("config", "reason"),
     [
-        (SENTINEL, "not checked: django-redis with Sentinel is not supported yet"),
         (
             {"BACKEND": "tests.helpers.OtherRedisCache"},
             "not checked: the cache backend 'tests.helpers.OtherRedisCache' is not supported yet",
