@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from django_redis.pool import ConnectionFactory as DjangoRedisConnectionFactory
 from django_redis.pool import SentinelConnectionFactory as DjangoRedisSentinelConnectionFactory
+from redis.connection import to_bool
 
 from django_connhealth.shared import SharedPools
 
@@ -48,6 +50,20 @@ class SentinelConnectionFactory(ConnectionFactory, DjangoRedisSentinelConnection
     """
 
     pools: ClassVar[SharedPools[ConnectionPool]] = SharedPools()
+
+    def get_connection_pool(self, params: dict[str, Any]) -> ConnectionPool:
+        """The pool for ``params``, its role (``?is_master``) read out of the URL first.
+
+        django-redis 5 leaves ``is_master`` in the URL, where redis-py reads the
+        string ``"0"`` as true: its replicas' pool would read from the master.
+        """
+        url = urlsplit(params["url"])
+        query = parse_qs(url.query, keep_blank_values=True)
+        if "is_master" in query:
+            is_master = to_bool(query.pop("is_master")[0])
+            bare = urlunsplit(url._replace(query=urlencode(query, doseq=True)))
+            params = {**params, "url": bare, "is_master": is_master}
+        return super().get_connection_pool(params)
 
     @classmethod
     def disconnect_all(cls) -> None:

@@ -20,7 +20,7 @@ from django_connhealth.pool import SizedConnectionPool
 from django_connhealth.redispy import is_open, real_connection
 
 
-class SizedSentinelPool(SentinelConnectionPool, SizedConnectionPool):  # type: ignore[misc]
+class SizedSentinelPool(SentinelConnectionPool, SizedConnectionPool):
     """A :class:`~django_connhealth.pool.SizedConnectionPool` for one Sentinel service and role.
 
     Takes ``service_name`` and ``sentinel_manager`` (a ``redis.sentinel.Sentinel``)
@@ -54,7 +54,7 @@ class SizedSentinelPool(SentinelConnectionPool, SizedConnectionPool):  # type: i
         names a master that is up.
         """
         try:
-            return self.get_master_address()  # type: ignore[no-any-return]
+            return self.get_master_address()  # type: ignore[no-untyped-call,no-any-return]
         except MasterNotFoundError:
             asked = ", ".join(_sentinel_address(sentinel) for sentinel in self.sentinels())
             raise MasterNotFoundError(

@@ -85,7 +85,6 @@ DATABASES = {
 }
 
 
-
 def _sentinels() -> list[tuple[str, int]]:
     value = os.environ.get("REDIS_SENTINELS", "")
     sentinels = []

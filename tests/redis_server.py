@@ -574,7 +574,7 @@ class SentinelSet:
 
 def _field(state: Any, name: str) -> Any:
     """A field of a ``SENTINEL MASTER`` reply: a dict or a flat list, of bytes or str."""
-    items = state.items() if isinstance(state, dict) else zip(state[::2], state[1::2])
+    items = state.items() if isinstance(state, dict) else zip(state[::2], state[1::2], strict=True)
     fields = {_text(key): _text(value) for key, value in items}
     return fields[name]
 

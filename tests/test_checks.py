@@ -122,7 +122,7 @@ def test_good_config_with_shared_location_and_other_backends_has_no_messages() -
 
 
 #: A Sentinel alias as django-redis's docs write it.
-SENTINEL_OPTIONS = {
+SENTINEL_OPTIONS: dict[str, Any] = {
     "CLIENT_CLASS": "django_redis.client.SentinelClient",
     "CONNECTION_POOL_CLASS": "redis.sentinel.SentinelConnectionPool",
     "SENTINELS": [("127.0.0.1", 26379), ("127.0.0.1", 26380)],

@@ -10,7 +10,6 @@ connhealth``, the way an operator runs it next to a deployment.
 from __future__ import annotations
 
 import collections
-import io
 import itertools
 import json
 import os
@@ -34,13 +33,13 @@ from django_connhealth.conf import client_host
 from testproject import supervisor
 from testproject.supervisor import free_port
 from tests.helpers import (
-    connhealth,
-    report_json,
     BOOTED,
     SLOW,
+    connhealth,
     gunicorn,
     pools_of_every_worker,
     redis_caches,
+    report_json,
     unique_host,
     wait_for,
 )
@@ -78,8 +77,6 @@ EXTRA_PROCESS_KEYS = {"wait_seconds", "stale", "named"}
 
 
 # ---------------------------------------------------------------------- helpers
-
-
 
 
 def per_process(db: RedisDB, alias: str = "default") -> dict[tuple[str, int], int]:
@@ -911,3 +908,25 @@ def test_process_whose_names_were_refused_is_listed_with_a_note(
         f"CLIENT SETNAME refused by the server's ACL for {host}:{worker.pid}: their "
         f"connections are unnamed, so their counts are unknown."
     ]
+
+
+def test_alias_whose_pools_cannot_be_built_is_failing_not_a_traceback() -> None:
+    caches = sized_caches(
+        {
+            "default": {
+                "BACKEND": "django_redis.cache.RedisCache",
+                "LOCATION": "redis://mymaster/0",
+                "OPTIONS": {"SENTINELS": []},
+            }
+        },
+        environ={},
+    )
+    with override_settings(CACHES=caches):
+        report, code = report_json()
+    assert code == 1
+    alias = report["caches"]["default"]
+    assert alias["status"] == "fail"
+    assert alias["notes"] == [
+        "its pools cannot be built: SENTINELS must be provided as a list of (host, port)."
+    ]
+    assert [pool["location"] for pool in alias["pools"]] == ["redis://mymaster/0"]

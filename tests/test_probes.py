@@ -19,7 +19,7 @@ import pytest
 from django.core.cache import caches
 from django.test import Client, override_settings
 
-from django_connhealth import probes
+from django_connhealth import probes, sized_caches
 from django_connhealth.ping import bounded_ping
 from django_connhealth.pool import PoolTimeoutError
 from testproject.supervisor import read_line, reap
@@ -411,3 +411,26 @@ def test_redis_backed_alias_of_another_backend_is_a_warning() -> None:
     assert check["output"] == (
         "not checked: the cache backend 'tests.helpers.OtherRedisCache' is not supported yet"
     )
+
+
+def test_alias_whose_pools_cannot_be_built_fails_with_the_reason() -> None:
+    """A Sentinel alias without sentinels: every use of the cache fails, so readiness does."""
+    caches = sized_caches(
+        {
+            "default": {
+                "BACKEND": "django_redis.cache.RedisCache",
+                "LOCATION": "redis://mymaster/0",
+                "OPTIONS": {"CLIENT_CLASS": "django_redis.client.SentinelClient"},
+            }
+        },
+        environ={},
+    )
+    with override_settings(CACHES=caches, ROOT_URLCONF="tests.health_urls", CONNHEALTH_TOKEN=TOKEN):
+        http = Client()
+        anonymous = http.get("/health/ready")
+        assert (anonymous.status_code, body(anonymous)) == (503, FAIL_DOC)
+        detailed = http.get("/health/ready", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    checks = body(detailed)["checks"]["redis.default:responseTime"]
+    assert [check["output"] for check in checks] == [
+        "its pools cannot be built: SENTINELS must be provided as a list of (host, port)."
+    ]

@@ -8,7 +8,7 @@ are found through the alias's own connection factory.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from django.core.checks import Warning
@@ -84,7 +84,7 @@ class DjangoRedisAdapter(Adapter):
     #: the pool class django-redis uses when OPTIONS names none
     stock_pool_class = defaults.DJANGO_REDIS_POOL_CLASS
     #: OPTIONS values that count as unset: django-redis's own defaults, named
-    stock: Mapping[str, str] = {}
+    stock: ClassVar[Mapping[str, str]] = {}
 
     def handles(self, config: Mapping[str, Any]) -> bool:
         backend = str(config.get("BACKEND", ""))

@@ -12,7 +12,7 @@ sentinel is passed over for the next one, never waited on.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, urlparse
 
 from django.core.checks import Error
@@ -48,7 +48,7 @@ class DjangoRedisSentinelAdapter(DjangoRedisAdapter):
     pool_class_path = defaults.SENTINEL_POOL_CLASS
     factory_path = defaults.SENTINEL_CONNECTION_FACTORY
     stock_pool_class = defaults.DJANGO_REDIS_SENTINEL_POOL_CLASS
-    stock = {
+    stock: ClassVar[Mapping[str, str]] = {
         "CONNECTION_POOL_CLASS": defaults.DJANGO_REDIS_SENTINEL_POOL_CLASS,
         "CONNECTION_FACTORY": defaults.DJANGO_REDIS_SENTINEL_FACTORY,
     }
@@ -63,7 +63,10 @@ class DjangoRedisSentinelAdapter(DjangoRedisAdapter):
             # As SentinelClient splits it: the pools are keyed by these very strings.
             url = urlparse(location)
             query = parse_qs(url.query, keep_blank_values=True)
-            return [replace_query(url, {**query, "is_master": [role]}) for role in (1, 0)]
+            return [
+                replace_query(url, {**query, "is_master": [role]})  # type: ignore[no-untyped-call]
+                for role in (1, 0)
+            ]
         return locations(config)
 
     def size(self, alias: str, config: Mapping[str, Any], plan: SizingPlan) -> dict[str, Any]:
