@@ -151,6 +151,11 @@ class SizedConnectionPool(BlockingConnectionPool):
             self._hook_lock.release()
 
     @property
+    def publishes(self) -> bool:
+        """Whether this pool publishes its figures to its server (a replica refuses writes)."""
+        return True
+
+    @property
     def names_connections(self) -> bool:
         """Whether new connections are named (not once the server refused a name)."""
         return self._name_connections
@@ -214,11 +219,8 @@ class SizedConnectionPool(BlockingConnectionPool):
         self.slots.put(None)
 
     def disconnect(self, inuse_connections: bool = True) -> None:
-        """Close every connection, or with ``inuse_connections=False`` only the free ones.
-
-        redis-py 5's blocking pool takes no argument, but its Sentinel pool
-        passes one when the master moves: that call must work on every version.
-        """
+        """Close every connection, or with ``inuse_connections=False`` only the free ones
+        (redis-py 5's blocking pool takes no argument; its Sentinel pool passes it)."""
         if inuse_connections:
             super().disconnect()
             return
@@ -228,9 +230,10 @@ class SizedConnectionPool(BlockingConnectionPool):
         for connection in free:
             connection.disconnect()
 
-    def has_idle_connection(self) -> bool:
-        """Whether an open connection is free right now (a hint: others may take it)."""
-        return any(is_open(slot) for slot in list(self.slots.queue))
+    def can_ping_inline(self) -> bool:
+        """Whether a probe may ping in its own thread: no I/O but the PING's, on an idle
+        connection (a hint: others may take it)."""
+        return self.pings_inline and any(is_open(slot) for slot in list(self.slots.queue))
 
     def figures(self) -> PoolFigures:
         """A consistent reading of this pool's counters, in this process."""

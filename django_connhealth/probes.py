@@ -223,11 +223,7 @@ class Prober:
             joined = self._join(pool, deadline)
             if joined is not None:
                 return target, joined
-            if not (
-                isinstance(pool, SizedConnectionPool)
-                and pool.pings_inline
-                and pool.has_idle_connection()
-            ):
+            if not (isinstance(pool, SizedConnectionPool) and pool.can_ping_inline()):
                 return None
             future: Future[Result] = Future()
             self._running[pool] = (future, Moment(deadline))
@@ -287,14 +283,8 @@ class Prober:
                 results.append(self.result(target, FAIL, output=f"no answer within {timeout:g} s"))
         # Never a silent pass for an alias readiness could not check.
         results += [
-            Result(
-                alias=entry.alias,
-                url=entry.url,
-                status=FAIL if entry.broken else WARN,
-                wall_time=time.time(),
-                raw_output=entry.reason,
-            )
-            for entry in targets.unchecked()
+            Result(alias, url, FAIL if broken else WARN, time.time(), raw_output=reason)
+            for alias, url, reason, broken in targets.unchecked()
         ]
         return results
 

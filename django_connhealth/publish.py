@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -144,6 +145,8 @@ def publish_when_due(pool: SizedConnectionPool) -> float:
     While a publication of ``pool`` is in flight it is due again at once, so
     the next release after that one ends publishes.
     """
+    if not pool.publishes:
+        return math.inf
     interval = interval_now()
     if not interval:
         return defaults.PUBLISH_OFF_RECHECK

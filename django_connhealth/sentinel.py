@@ -35,6 +35,10 @@ class SizedSentinelPool(SentinelConnectionPool, SizedConnectionPool):
     def role(self) -> str:
         return "master" if self.is_master else "replica"
 
+    @property
+    def publishes(self) -> bool:
+        return bool(self.is_master)  # a replica refuses the writes
+
     def checkout(self, deadline: float) -> Any:
         """:meth:`SizedConnectionPool.checkout`, once the sentinels have named a master.
 

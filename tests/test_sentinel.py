@@ -7,6 +7,7 @@ processes (quorum 2) on loopback; the failover ones force a real one with
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -22,6 +23,7 @@ from redis.sentinel import SentinelConnectionPool
 from django_connhealth import defaults, probes, sized_caches
 from django_connhealth.naming import client_name
 from django_connhealth.pool import PoolTimeoutError
+from django_connhealth.publish import record_key
 from django_connhealth.sentinel import SizedSentinelPool
 from testproject.traffic import fan_out
 from tests.helpers import (
@@ -40,7 +42,7 @@ from tests.helpers import (
     wait_for,
 )
 from tests.redis_server import SERVICE
-from tests.servers import child_env
+from tests.servers import child_env, join_publishers
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -122,7 +124,8 @@ def test_sized_pools_are_blocking_counting_and_named_on_their_servers(
 ) -> None:
     cache = caches["default"]
     cache.set("k", "v")
-    assert cache.get("k") == "v"
+    # Read from the replica, which gets the write a moment later.
+    wait_for(lambda: cache.get("k") == "v", what="the write read back from the replica")
     master_pool, replica_pool = pools()
     for pool, role in ((master_pool, "master"), (replica_pool, "replica")):
         assert isinstance(pool, SizedSentinelPool)
@@ -366,3 +369,20 @@ def test_unsized_sentinel_alias_is_checked_through_the_sentinels(sentinel_set: S
         response, elapsed = timed(http.get, "/health/ready")
         assert (response.status_code, body(response)) == (503, FAIL_DOC)
         assert elapsed < BOUND
+
+
+@pytest.mark.usefixtures("sentinel_settings")
+def test_figures_are_published_to_the_master_and_replicas_are_not_written_to(
+    sentinel_set: SentinelSet, host: str
+) -> None:
+    cache = caches["default"]
+    cache.set("k", "v")
+    cache.get("k")  # the replicas' pool: used and given back, so its hook ran
+    key = record_key(host, os.getpid(), "default")
+    with sentinel_set.master.client() as client:
+        wait_for(lambda: client.get(key) is not None, what="the record on the master")
+    join_publishers()
+    replica_pool = pools()[1]
+    assert replica_pool.slots.due_at == math.inf  # never due: it publishes nothing
+    errors = sentinel_set.replicas[0].info("errorstats")
+    assert "errorstat_READONLY" not in errors, errors
