@@ -94,6 +94,31 @@ def test_settings_without_redis_url_say_what_to_set(tmp_path: Path) -> None:
     assert "ImproperlyConfigured: REDIS_URL is not set" in result.stderr
 
 
+@pytest.mark.parametrize("sentinels", ["127.0.0.1", "127.0.0.1:port", ":26379"])
+def test_malformed_redis_sentinels_say_what_to_set(sentinels: str, tmp_path: Path) -> None:
+    load = "from django.conf import settings; settings.CACHES"
+    env = child_env(
+        DJANGO_SETTINGS_MODULE="testproject.settings",
+        TESTPROJECT_VAR_DIR=str(tmp_path),
+        REDIS_URL="redis://mymaster/0",
+        REDIS_SENTINELS=sentinels,
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", load],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert (
+        f"ImproperlyConfigured: REDIS_SENTINELS={sentinels!r} is not valid: set it to the "
+        f"sentinels' host:port, comma-separated"
+    ) in result.stderr
+
+
 # ---------------------------------------------------------------------------- gunicorn
 
 
