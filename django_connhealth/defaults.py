@@ -64,6 +64,11 @@ CHECK_TIMEOUT = 1.0
 #: Seconds between two publications of a process's pool figures.
 PUBLISH_SECONDS = 10.0
 
+#: The heartbeat looks for due publications this many times per interval, and
+#: at least every second, at most every this many seconds.
+HEARTBEAT_TICKS = 4
+HEARTBEAT_MIN_TICK = 0.05
+
 #: Seconds a readiness result is reused (0: every probe pings).
 CACHE_SECONDS = 0.0
 

@@ -135,11 +135,11 @@ class SizedConnectionPool(BlockingConnectionPool):
         # use there: a new queue, new counters, and the hook is due at once.
         self._hook_lock = threading.Lock()
         self.slots.alias = self.alias
-        self.slots.on_due = self._run_due_hook
+        self.slots.on_due = self.run_due_hook
         self.slots.due_at = 0.0 if _due_hook is not None else math.inf
 
-    def _run_due_hook(self) -> None:
-        """Call the due hook once for all the threads that found it due."""
+    def run_due_hook(self) -> None:
+        """Call the due hook if it is due, once for all the threads that found it due."""
         if not self._hook_lock.acquire(blocking=False):
             return  # another thread is calling it right now
         try:

@@ -2,7 +2,7 @@
 
 Module-level state of the app: the registry of sized pools, the pools the
 connection factories keep, the readiness targets, prober and cached results,
-the publishing locks, the settings cache and the health URL lookup.
+the publishing locks and heartbeat, the settings cache and the health URL lookup.
 :func:`reset_process_state` forgets it all; tests call it, and so does a
 forked child, which keeps only the pools its cache clients already hold
 (redis-py resets each on its first use there).
@@ -15,6 +15,7 @@ import os
 from typing import Any
 
 from django_connhealth import conf, middleware, pool, probes, publish
+from django_connhealth.heartbeat import heartbeat
 from django_connhealth.adapters.django_builtin import SharedSizedPool
 from django_connhealth.factory import ConnectionFactory, SentinelConnectionFactory
 
@@ -37,7 +38,9 @@ def reset_process_state(*, forked: bool = False) -> None:
         ConnectionFactory.after_fork()
         SentinelConnectionFactory.after_fork()
         SharedSizedPool.shared.after_fork()
+        heartbeat.after_fork()
     else:
+        heartbeat.stop()  # first: it publishes through the pools closed below
         probes.prober.shutdown()
         probes.readiness.clear()
         probes.targets.clear()
@@ -63,6 +66,8 @@ def on_setting_changed(*, setting: str, **kwargs: Any) -> None:
         probes.readiness.clear()
     elif setting == "CONNHEALTH_CACHE_SECONDS":
         probes.readiness.clear()
+    elif setting == "CONNHEALTH_PUBLISH_SECONDS":
+        heartbeat.stop()  # the next publication starts it at the new pace
     elif setting == "ROOT_URLCONF":
         middleware.forget_paths()
 

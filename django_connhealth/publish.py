@@ -5,11 +5,11 @@ workers, maybe on many hosts. So each process writes its figures, as JSON under
 ``connhealth:pool:<host>:<pid>:<alias>`` with a TTL of three intervals, to the
 server (and db) of each of its sized pools. :func:`publish_when_due` is the
 pools' due hook: a release sets it off at most every ``CONNHEALTH_PUBLISH_SECONDS`` (a
-request pays one clock read) and a short-lived thread does the writing. It
-never waits for a connection: it takes an idle one, or opens one if the pool
-has room, else it skips a round. A pool that sees no use publishes nothing, so
-its record expires. A forked child publishes under its own pid from its first
-use of the pool.
+request pays one clock read), and so does this process's heartbeat for an
+idle pool, from the first publication until the process exits; a short-lived
+thread does the writing. It never waits for a connection: it takes an idle
+one, or opens one if the pool has room, else it skips a round. A forked child
+publishes under its own pid from its first use of the pool.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from django_connhealth import defaults
 from django_connhealth.borrow import borrow
 from django_connhealth.conf import conf
+from django_connhealth.heartbeat import heartbeat
 from django_connhealth.pool import PoolTimeoutError, SizedConnectionPool
 from django_connhealth.redispy import run_commands
 
@@ -150,6 +151,7 @@ def publish_when_due(pool: SizedConnectionPool) -> float:
     interval = interval_now()
     if not interval:
         return defaults.PUBLISH_OFF_RECHECK
+    heartbeat.ensure_running(interval)  # so that the pool publishes when idle too
     lock = _lock(pool)
     if not lock.acquire(blocking=False):
         return 0.0

@@ -747,6 +747,27 @@ def test_gunicorn_workers_under_load(redis_db: RedisDB, tmp_path: Path) -> None:
 
 
 @pytest.mark.gunicorn
+def test_idle_gunicorn_workers_stay_in_the_fleet(redis_db: RedisDB, tmp_path: Path) -> None:
+    """The heartbeat: 3 x 4 workers, then 5 s without a request, every worker still listed."""
+    env = gunicorn_env(redis_db.url, tmp_path)
+    args = ["--preload", "-w", "3", "--threads", "4", "-k", "gthread"]
+    with gunicorn(args, env, tmp_path / "gunicorn.log", workers=3) as (base, _, workers):
+        pools_of_every_worker(base, workers)  # every worker has used its pool
+        time.sleep(5)  # five intervals without traffic: a record lives three
+        report = command_report(redis_db.url, tmp_path)
+    cache = report["caches"]["default"]
+    rows = {row["pid"]: row for row in cache["processes"]}
+    assert sorted(rows) == sorted(workers)
+    for row in rows.values():
+        assert row["stale"] is False, row
+        assert row["age_seconds"] is not None
+        assert row["age_seconds"] <= 2, row
+        assert row["max_connections"] == 6, row
+    assert cache["fleet"]["processes"] == 3
+    assert cache["fleet"]["max_connections"] == 18
+
+
+@pytest.mark.gunicorn
 def test_gunicorn_two_hosts_on_one_redis(redis_db: RedisDB, tmp_path: Path) -> None:
     args = ["--preload", "-w", "2", "--threads", "4", "-k", "gthread"]
     env1 = gunicorn_env(redis_db.url, tmp_path / "1", CONNHEALTH_HOST="web-1")

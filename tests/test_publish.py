@@ -24,6 +24,7 @@ from django.core.cache import cache as default_cache
 from django.test import override_settings
 
 from django_connhealth import defaults, publish
+from django_connhealth.heartbeat import heartbeat
 from testproject.supervisor import read_line, reap
 from tests.helpers import (
     SLOW,
@@ -137,6 +138,13 @@ def test_record_ttl_is_at_least_one_second(redis_db: RedisDB) -> None:
     assert 0 < pttl <= 1000
 
 
+@pytest.fixture
+def no_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Releases alone publish: no heartbeat publication between a test's steps (test_heartbeat.py)."""
+    monkeypatch.setattr(heartbeat, "ensure_running", lambda interval: None)
+
+
+@pytest.mark.usefixtures("no_heartbeat")
 def test_peak_restarts_with_each_record(redis_db: RedisDB) -> None:
     host = unique_host()
     with publish_settings(redis_db.url, host, 0.2, CONNHEALTH_THREADS="3"):
@@ -348,6 +356,7 @@ def _child_report() -> dict[str, Any]:
     return {"pid": os.getpid()}
 
 
+@pytest.mark.usefixtures("no_heartbeat")
 def test_forked_child_publishes_under_its_own_pid(redis_db: RedisDB) -> None:
     host = unique_host()
     with publish_settings(redis_db.url, host, 60):
