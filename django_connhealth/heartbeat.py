@@ -62,7 +62,7 @@ class Heartbeat:
         return self._pid == os.getpid() and thread is not None and thread.is_alive()
 
     def stop(self) -> None:
-        """Stop the thread and wait for it (tests, settings changes); the next use starts it anew."""
+        """Stop the thread and wait for it (tests, a settings change); the next use starts it."""
         with self._lock:
             thread, self._thread, self._pid = self._thread, None, 0
             self._stopping.set()

@@ -15,9 +15,9 @@ import os
 from typing import Any
 
 from django_connhealth import conf, middleware, pool, probes, publish
-from django_connhealth.heartbeat import heartbeat
 from django_connhealth.adapters.django_builtin import SharedSizedPool
 from django_connhealth.factory import ConnectionFactory, SentinelConnectionFactory
+from django_connhealth.heartbeat import heartbeat
 
 
 def reset_process_state(*, forked: bool = False) -> None:

@@ -1,4 +1,4 @@
-"""The heartbeat (``django_connhealth.heartbeat``): idle pools keep publishing, on a real redis-server.
+"""The heartbeat (``django_connhealth.heartbeat``): idle pools keep publishing, on a real Redis.
 
 The fleet under gunicorn, idle for seconds, is in test_connhealth.py.
 """

@@ -140,7 +140,7 @@ def test_record_ttl_is_at_least_one_second(redis_db: RedisDB) -> None:
 
 @pytest.fixture
 def no_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Releases alone publish: no heartbeat publication between a test's steps (test_heartbeat.py)."""
+    """Releases alone publish: no heartbeat between a test's steps (see test_heartbeat.py)."""
     monkeypatch.setattr(heartbeat, "ensure_running", lambda interval: None)
 
 
