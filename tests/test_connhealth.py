@@ -269,7 +269,8 @@ def test_table_is_aligned_and_plain_under_no_color(redis_db: RedisDB, tmp_path: 
     assert "\x1b[" not in out
     lines = out.splitlines()
     assert lines[:3] == [
-        "Concurrency: 1 workers (default) x 1 threads (default), sync",
+        "This command's own process: 1 workers (default) x 1 threads (default), sync; "
+        "each process below runs its own pool",
         "",
         "Cache 'default'  pass",
     ]
@@ -326,8 +327,9 @@ def test_no_sized_alias() -> None:
     # tests/settings.py: only a locmem cache
     out, err, code = connhealth(no_color=True)
     assert (out, err, code) == (
-        "Concurrency: 1 workers (default) x 1 threads (default), sync\n"
-        "No sized django-redis cache alias: wrap CACHES with sized_caches().\n",
+        "This command's own process: 1 workers (default) x 1 threads (default), sync; "
+        "each process below runs its own pool\n"
+        "No sized Redis cache alias: wrap CACHES with sized_caches().\n",
         "",
         0,
     )

@@ -146,14 +146,14 @@ class Command(BaseCommand):
         c = report["concurrency"]
         s = c["sources"]
         lines = [
-            f"Concurrency: {c['workers']} workers ({s['workers']}) x {c['threads']} threads "
-            f"({s['threads']}), {c['worker_class']}"
+            # The command's concurrency, not the fleet's: each row below has its own.
+            f"This command's own process: {c['workers']} workers ({s['workers']}) x "
+            f"{c['threads']} threads ({s['threads']}), {c['worker_class']}; each process "
+            f"below runs its own pool"
         ]
         if not report["caches"]:
             lines.append(
-                self.style.WARNING(
-                    "No sized django-redis cache alias: wrap CACHES with sized_caches()."
-                )
+                self.style.WARNING("No sized Redis cache alias: wrap CACHES with sized_caches().")
             )
         for alias, cache in report["caches"].items():
             style = self.style.SUCCESS if cache["status"] == "pass" else self.style.ERROR
