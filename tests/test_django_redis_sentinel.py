@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
 from django_connhealth import defaults, sized_caches
@@ -64,7 +65,15 @@ def test_sizing_installs_the_sentinel_pool_and_factory(given: dict[str, Any]) ->
     assert sentinel_kwargs["socket_connect_timeout"] == defaults.SOCKET_CONNECT_TIMEOUT
     retry = sentinel_kwargs["retry"]
     assert isinstance(retry, Retry)
-    assert retry.get_retries() == 0  # a dead sentinel: the next one, at once
+    attempts: list[int] = []
+
+    def refused() -> None:
+        attempts.append(1)
+        raise RedisConnectionError("refused")
+
+    with pytest.raises(RedisConnectionError):
+        retry.call_with_retry(refused, lambda error: None)
+    assert len(attempts) == 1  # a dead sentinel: the next one, at once
 
 
 def test_a_pool_class_and_factory_of_the_users_are_kept() -> None:
