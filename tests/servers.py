@@ -66,9 +66,15 @@ def publisher_threads() -> list[threading.Thread]:
 
 
 def join_publishers(timeout: float = READY_TIMEOUT) -> None:
-    """Wait for every publish in flight in this process to end."""
+    """Wait for every publish in flight in this process to end.
+
+    The heartbeat's thread may be starting one right now: such a thread is
+    listed before it has started, and cannot be joined until it has.
+    """
     deadline = time.monotonic() + timeout
     for thread in publisher_threads():
+        while thread.ident is None and time.monotonic() < deadline:
+            time.sleep(0.001)
         thread.join(max(deadline - time.monotonic(), 0.01))
         if thread.is_alive():
             raise AssertionError(f"{thread!r} still publishing after {timeout} s")
