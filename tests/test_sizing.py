@@ -75,6 +75,7 @@ def test_as_dict() -> None:
         "workers": 3,
         "threads": 6,
         "worker_class": "gthread",
+        "role": "other",
         "sources": {
             "workers": "WEB_CONCURRENCY",
             "threads": "GUNICORN_CMD_ARGS",
@@ -865,13 +866,19 @@ def test_malformed_greenlet_cap_with_gevent() -> None:
         ("--threads", "argument --threads: expected one argument"),
         ("-k", "argument -k/--worker-class: expected one argument"),
         ("--work 4", "ambiguous option: --work could match --workers"),
-        ("--threads abc", "GUNICORN_CMD_ARGS='abc' is not valid"),
-        ("--workers=abc", "GUNICORN_CMD_ARGS='abc' is not valid"),
-        ("-w 0", "GUNICORN_CMD_ARGS='0' is not valid"),
-        ("--threads=-3", "GUNICORN_CMD_ARGS='-3' is not valid"),
-        ("-w 2.5", "GUNICORN_CMD_ARGS='2.5' is not valid"),
-        ("-k gevent --worker-connections abc", "GUNICORN_CMD_ARGS='abc' is not valid"),
-        ("-k gevent --worker-connections 0", "GUNICORN_CMD_ARGS='0' is not valid"),
+        ("--threads abc", "GUNICORN_CMD_ARGS --threads='abc' is not valid"),
+        ("--workers=abc", "GUNICORN_CMD_ARGS --workers='abc' is not valid"),
+        ("-w 0", "GUNICORN_CMD_ARGS --workers='0' is not valid"),
+        ("--threads=-3", "GUNICORN_CMD_ARGS --threads='-3' is not valid"),
+        ("-w 2.5", "GUNICORN_CMD_ARGS --workers='2.5' is not valid"),
+        (
+            "-k gevent --worker-connections abc",
+            "GUNICORN_CMD_ARGS --worker-connections='abc' is not valid",
+        ),
+        (
+            "-k gevent --worker-connections 0",
+            "GUNICORN_CMD_ARGS --worker-connections='0' is not valid",
+        ),
         (
             "-w '4",
             'GUNICORN_CMD_ARGS="-w \'4" is not valid (No closing quotation): '

@@ -1,46 +1,25 @@
-"""Concurrency of one web server process, and the pool size it needs.
+"""gunicorn's concurrency settings, merged the way gunicorn merges them.
 
-Pure functions: an environment (and, inside gunicorn, its command line) in,
-numbers and where each came from out. Nothing here opens a connection.
+Its config file, ``GUNICORN_CMD_ARGS`` and, inside a gunicorn master or worker, its
+command line. Which worker class runs decides what counts as a thread.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import runpy
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from django_connhealth import defaults
 from django_connhealth.errors import SettingError
-from django_connhealth.parse import env_count, parse_count
+from django_connhealth.parse import parse_count
+from django_connhealth.sizing.base import ArgumentParser, Candidate, ServerConcurrency, capped
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-
-
-@dataclass(frozen=True)
-class Concurrency:
-    """Requests one process serves at once, and how many such processes run."""
-
-    workers: int
-    threads: int
-    worker_class: str
-    sources: Mapping[str, str] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "workers": self.workers,
-            "threads": self.threads,
-            "worker_class": self.worker_class,
-            "sources": dict(self.sources),
-        }
-
-
-# -- gunicorn -----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -54,24 +33,12 @@ class GunicornSettings:
 _GUNICORN_KEYS = ("workers", "threads", "worker_class", "worker_connections", "config")
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    def __init__(self, origin: str) -> None:
-        super().__init__(add_help=False, allow_abbrev=True, prog="gunicorn")
-        self.origin = origin
-
-    def error(self, message: str) -> NoReturn:
-        raise SettingError(
-            f"{self.origin} could not be read as gunicorn arguments ({message})",
-            "fix it so that `gunicorn` itself accepts it.",
-        )
-
-
 def parse_gunicorn_args(args: Sequence[str], origin: str) -> dict[str, str]:
     """The concurrency options in gunicorn command-line ``args``, as given.
 
     Options gunicorn knows but that do not affect concurrency are ignored.
     """
-    parser = _ArgumentParser(origin)
+    parser = ArgumentParser("gunicorn", origin, allow_abbrev=True)
     parser.add_argument("-w", "--workers")
     parser.add_argument("--threads")
     parser.add_argument("-k", "--worker-class", dest="worker_class")
@@ -172,90 +139,42 @@ def is_greenlet_worker(worker_class: str) -> bool:
     return "gevent" in name or "eventlet" in name
 
 
-# -- the whole precedence -------------------------------------------------------
+def is_asgi_worker(worker_class: str) -> bool:
+    """uvicorn's worker classes (``uvicorn.workers.UvicornWorker``, ``uvicorn_worker``)."""
+    return "uvicorn" in worker_class.lower()
 
 
-def resolve_concurrency(
-    environ: Mapping[str, str], argv: Sequence[str] | None = None, cwd: Path | None = None
-) -> Concurrency:
-    """Workers and threads per worker, each from the first source that sets it.
+def gunicorn_concurrency(
+    gunicorn: GunicornSettings, *, in_gunicorn: bool, cap: int
+) -> ServerConcurrency:
+    """What ``gunicorn`` settings say; the role is ``web`` only inside gunicorn itself."""
 
-    1. ``CONNHEALTH_WORKERS`` / ``CONNHEALTH_THREADS``
-    2. gunicorn: its config file, ``GUNICORN_CMD_ARGS``, its command line
-    3. ``WEB_CONCURRENCY`` (workers)
-    4. ``UWSGI_PROCESSES`` or ``UWSGI_WORKERS`` / ``UWSGI_THREADS``
-    5. 1 worker, 1 thread
-
-    Greenlet workers (``-k gevent``) count ``--worker-connections`` as threads,
-    capped at ``CONNHEALTH_GREENLET_CAP``.
-    """
-    gunicorn = gunicorn_settings(environ, argv, cwd)
-    sources: dict[str, str] = {}
-
-    def from_gunicorn(key: str) -> tuple[str, int | None]:
+    def value(key: str) -> Candidate:
         if key not in gunicorn.values:
             return ("gunicorn", None)
         source = gunicorn.sources[key]
-        origin = (
-            "GUNICORN_CMD_ARGS"
-            if source == "GUNICORN_CMD_ARGS"
-            else f"gunicorn --{key.replace('_', '-')}"
-        )
+        option = f"--{key.replace('_', '-')}"
+        origin = f"{source} {option}" if source == "GUNICORN_CMD_ARGS" else f"gunicorn {option}"
         return (source, parse_count(origin, gunicorn.values[key]))
 
-    workers = _pick(
-        sources,
-        "workers",
-        ("CONNHEALTH_WORKERS", env_count(environ, "CONNHEALTH_WORKERS")),
-        from_gunicorn("workers"),
-        ("WEB_CONCURRENCY", env_count(environ, "WEB_CONCURRENCY")),
-        ("UWSGI_PROCESSES", env_count(environ, "UWSGI_PROCESSES")),
-        ("UWSGI_WORKERS", env_count(environ, "UWSGI_WORKERS")),
-        ("default", 1),
-    )
-
     worker_class = gunicorn.values.get("worker_class", "")
-    if worker_class:
-        sources["worker_class"] = gunicorn.sources["worker_class"]
-    greenlets = bool(worker_class) and is_greenlet_worker(worker_class)
-    # Read even for other workers, so a malformed value fails like every other variable.
-    cap = env_count(environ, "CONNHEALTH_GREENLET_CAP") or defaults.GREENLET_CAP
-    if greenlets:
-        connections_source, connections = from_gunicorn("worker_connections")
-        if connections is None:
-            connections_source, connections = "default", defaults.GUNICORN_WORKER_CONNECTIONS
-        if connections > cap:
-            connections_source, connections = "CONNHEALTH_GREENLET_CAP", cap
-        server_threads: tuple[str, int | None] = (connections_source, connections)
+    if is_greenlet_worker(worker_class) or worker_class == "asgi":
+        # gevent, eventlet and gunicorn's own ASGI worker serve up to
+        # --worker-connections requests at once in one process
+        connections = value("worker_connections")
+        if connections[1] is None:
+            connections = ("default", defaults.GUNICORN_WORKER_CONNECTIONS)
+        threads = capped(connections, cap)
+    elif is_asgi_worker(worker_class):
+        # UvicornWorker sets no concurrency limit: Django runs each request's sync
+        # code in a thread of its own
+        threads = ("asgi", cap)
     else:
-        server_threads = from_gunicorn("threads")
-    threads = _pick(
-        sources,
-        "threads",
-        ("CONNHEALTH_THREADS", env_count(environ, "CONNHEALTH_THREADS")),
-        server_threads,
-        ("UWSGI_THREADS", env_count(environ, "UWSGI_THREADS")),
-        ("default", 1),
+        threads = value("threads")
+    return ServerConcurrency(
+        role="web" if in_gunicorn else "other",
+        worker_class=worker_class,
+        worker_class_source=gunicorn.sources.get("worker_class", ""),
+        workers=value("workers"),
+        threads=threads,
     )
-    if not worker_class:
-        uwsgi = [s for s in (sources["workers"], sources["threads"]) if s.startswith("UWSGI")]
-        worker_class = "uwsgi" if uwsgi else "sync"
-        sources["worker_class"] = uwsgi[0] if uwsgi else "default"
-    if (worker_class == "sync" or worker_class.endswith("SyncWorker")) and threads > 1:
-        # gunicorn runs a sync worker with more than one thread as gthread
-        # (gunicorn.config.Config.worker_class_str).
-        worker_class = "gthread"
-    return Concurrency(workers, threads, worker_class, sources)
-
-
-def _pick(sources: dict[str, str], key: str, *candidates: tuple[str, int | None]) -> int:
-    for source, value in candidates:
-        if value is not None:
-            sources[key] = source
-            return value
-    raise AssertionError("the last candidate is always set")  # pragma: no cover
-
-
-def pool_size(concurrency: Concurrency, headroom: int) -> int:
-    """Connections one process's pool needs: one per thread, plus headroom."""
-    return concurrency.threads + headroom
