@@ -360,6 +360,7 @@ def test_command_line_beats_gunicorn_cmd_args(tmp_path: Path) -> None:
         threads=3,
         worker_class="gthread",
         sources={"workers": "gunicorn", "threads": "gunicorn", "worker_class": "gunicorn"},
+        role="web",
     )
 
 
@@ -391,6 +392,7 @@ def test_config_file_from_command_line(tmp_path: Path, option: str) -> None:
         threads=3,
         worker_class="gthread",
         sources={"workers": "gunicorn", "threads": "gunicorn", "worker_class": "default"},
+        role="web",
     )
 
 
@@ -454,6 +456,7 @@ def test_config_file_precedence(tmp_path: Path) -> None:
         threads=4,
         worker_class="gthread",
         sources={"workers": "gunicorn", "threads": "GUNICORN_CMD_ARGS", "worker_class": "gunicorn"},
+        role="web",
     )
 
 
@@ -465,6 +468,7 @@ def test_config_file_gevent(tmp_path: Path) -> None:
         threads=10,
         worker_class="gevent",
         sources={"workers": "gunicorn", "threads": "gunicorn", "worker_class": "gunicorn"},
+        role="web",
     )
 
 
@@ -664,11 +668,11 @@ def test_sized_caches_ignores_argv_outside_gunicorn(monkeypatch: pytest.MonkeyPa
         ),
         (
             {"GUNICORN_CMD_ARGS": "-k uvicorn.workers.UvicornWorker -w 4"},
-            1,
+            defaults.GREENLET_CAP,
             "uvicorn.workers.UvicornWorker",
             {
                 "workers": "GUNICORN_CMD_ARGS",
-                "threads": "default",
+                "threads": "asgi",
                 "worker_class": "GUNICORN_CMD_ARGS",
             },
         ),
@@ -796,6 +800,7 @@ def test_gevent_on_command_line(tmp_path: Path) -> None:
         threads=12,
         worker_class="gevent",
         sources={"workers": "gunicorn", "threads": "gunicorn", "worker_class": "gunicorn"},
+        role="web",
     )
 
 

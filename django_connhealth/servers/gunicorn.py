@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from django_connhealth import defaults
 from django_connhealth.errors import SettingError
 from django_connhealth.parse import parse_count
-from django_connhealth.sizing.base import ArgumentParser, Candidate, ServerConcurrency, capped
+from django_connhealth.servers.base import ArgumentParser, Candidate, ServerConcurrency, capped
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

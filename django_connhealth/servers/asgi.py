@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from django_connhealth.parse import env_count, parse_count
-from django_connhealth.sizing.base import ArgumentParser, Candidate, ServerConcurrency, program
+from django_connhealth.servers.base import ArgumentParser, Candidate, ServerConcurrency, program
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -1,4 +1,10 @@
-"""The whole precedence: which source sets each number, for every kind of process."""
+"""Concurrency of one process, and the pool size it needs.
+
+Pure functions: an environment and a command line (and, inside uWSGI, its options)
+in, numbers and where each came from out. Nothing here opens a connection. What
+each kind of server says lives in ``django_connhealth.servers``; the precedence
+between them and the environment lives here.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,40 @@ from typing import TYPE_CHECKING
 
 from django_connhealth import defaults
 from django_connhealth.parse import env_count
-from django_connhealth.sizing.asgi import asgi_concurrency, asgi_server
-from django_connhealth.sizing.base import Concurrency, Role, ServerConcurrency, pick
-from django_connhealth.sizing.celery import celery_command, celery_concurrency
-from django_connhealth.sizing.gunicorn import gunicorn_argv, gunicorn_concurrency, gunicorn_settings
-from django_connhealth.sizing.uwsgi import running_uwsgi_options, uwsgi_concurrency
+from django_connhealth.servers.asgi import asgi_concurrency, asgi_server
+from django_connhealth.servers.base import Concurrency, Role, ServerConcurrency, pick, pool_size
+from django_connhealth.servers.celery import celery_command, celery_concurrency
+from django_connhealth.servers.gunicorn import (
+    GunicornSettings,
+    gunicorn_argv,
+    gunicorn_concurrency,
+    gunicorn_settings,
+    is_greenlet_worker,
+    load_gunicorn_config,
+    parse_gunicorn_args,
+    split_cmd_args,
+)
+from django_connhealth.servers.uwsgi import running_uwsgi_options, uwsgi_concurrency
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from pathlib import Path
+
+__all__ = [
+    "Concurrency",
+    "GunicornSettings",
+    "Role",
+    "gunicorn_argv",
+    "gunicorn_settings",
+    "is_greenlet_worker",
+    "load_gunicorn_config",
+    "parse_gunicorn_args",
+    "pool_size",
+    "process_concurrency",
+    "process_role",
+    "resolve_concurrency",
+    "split_cmd_args",
+]
 
 
 def resolve_concurrency(

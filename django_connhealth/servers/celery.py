@@ -12,7 +12,7 @@ import os
 from typing import TYPE_CHECKING
 
 from django_connhealth.parse import env_count, parse_count
-from django_connhealth.sizing.base import (
+from django_connhealth.servers.base import (
     ArgumentParser,
     Candidate,
     ServerConcurrency,

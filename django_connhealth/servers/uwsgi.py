@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from django_connhealth.parse import parse_count
-from django_connhealth.sizing.base import Candidate, ServerConcurrency, capped
+from django_connhealth.servers.base import Candidate, ServerConcurrency, capped
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
