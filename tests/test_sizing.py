@@ -23,6 +23,8 @@ from django_connhealth.sizing import (
     gunicorn_settings,
     parse_gunicorn_args,
     pool_size,
+    process_concurrency,
+    process_role,
     resolve_concurrency,
 )
 from tests.helpers import (
@@ -1254,3 +1256,30 @@ def test_agrees_with_gunicorn_when_gunicorn_accepts(args: list[str]) -> None:
     concurrency = resolve_concurrency({"GUNICORN_CMD_ARGS": cmd_args})
     assert concurrency.workers == (namespace.workers or 1)
     assert concurrency.threads == (namespace.threads or 1)
+
+
+# ------------------------------------------------------------------------- role
+
+GUNICORN_SOFTWARE = {"SERVER_SOFTWARE": "gunicorn/23.0.0"}
+
+
+@pytest.mark.parametrize(
+    ("environ", "argv", "role"),
+    [
+        (GUNICORN_SOFTWARE, ["/venv/bin/gunicorn", "-w", "2", "app.wsgi"], "web"),
+        ({}, ["/venv/bin/gunicorn", "-w", "2", "app.wsgi"], "other"),
+        (GUNICORN_SOFTWARE, ["manage.py", "shell"], "other"),
+        ({}, ["manage.py", "connhealth"], "other"),
+        ({}, ["/venv/bin/pytest"], "other"),
+        ({}, [], "other"),
+    ],
+)
+def test_process_role(environ: dict[str, str], argv: list[str], role: str) -> None:
+    assert process_role(environ, argv) == role
+    assert process_concurrency(environ, argv).role == role
+
+
+def test_role_of_resolve_concurrency() -> None:
+    assert resolve_concurrency({}).role == "other"
+    assert resolve_concurrency({"GUNICORN_CMD_ARGS": "-w 3"}).role == "other"
+    assert resolve_concurrency({}, ["-w", "3"]).role == "web"
