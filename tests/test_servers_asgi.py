@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+import sys
+from typing import TYPE_CHECKING
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from hypothesis import given
@@ -10,7 +15,21 @@ from hypothesis import strategies as st
 from django_connhealth import defaults
 from django_connhealth.servers.asgi import asgi_server
 from django_connhealth.sizing import Concurrency, process_role, resolve_concurrency
-from tests.helpers import MALFORMED_COUNTS
+from testproject.supervisor import NotReady, free_port, start
+from testproject.traffic import get
+from tests.helpers import (
+    MALFORMED_COUNTS,
+    READY_TIMEOUT,
+    STOP_TIMEOUT,
+    pools_of_every_worker,
+)
+from tests.servers import ROOT, child_env
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from tests.conftest import RedisDB
 
 UVICORN = "/venv/bin/uvicorn"
 #: What uvicorn's spawned --workers children see in sys.argv: the parent's command line.
@@ -178,3 +197,67 @@ def test_uvicorn_any_counts(workers: int, limit: int | None, equals: bool) -> No
         argv += option("--limit-concurrency", limit)
     got = asgi({}, *argv)
     assert (got.workers, got.threads) == (workers, CAP if limit is None else limit)
+
+
+# ------------------------------------------------------------------ a real uvicorn
+
+STARTED = re.compile(r"Started server process \[(\d+)\]")
+
+
+@contextlib.contextmanager
+def uvicorn(
+    args: list[str], env: dict[str, str], log: Path, workers: int
+) -> Iterator[tuple[str, list[int]]]:
+    """testproject.asgi under ``python -m uvicorn``: (base URL, worker pids), once all started."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "testproject.asgi:application", *args]
+    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    base = f"http://127.0.0.1:{port}"
+
+    def started() -> list[int]:
+        return [int(pid) for pid in STARTED.findall(log.read_text(errors="replace"))]
+
+    server = start(cmd, name="uvicorn", log=log, env=env, cwd=ROOT)
+    try:
+        try:
+            server.wait_until(
+                lambda: len(started()) >= workers and get(f"{base}/ok")[0] == 200,
+                READY_TIMEOUT,
+                f"starting {workers} workers and answering /ok",
+            )
+        except NotReady as error:
+            pytest.fail(str(error))
+        # uvicorn --workers logs "Started parent process" for itself
+        assert server.proc.pid not in started()
+        yield base, started()
+    finally:
+        server.stop(STOP_TIMEOUT)
+
+
+@pytest.mark.gunicorn
+@pytest.mark.parametrize(
+    ("limit", "threads", "source"),
+    [([], CAP, "asgi"), (["--limit-concurrency", "20"], 20, "--limit-concurrency")],
+)
+def test_uvicorn_workers_size_their_pools(
+    limit: list[str], threads: int, source: str, redis_db: RedisDB, tmp_path: Path
+) -> None:
+    """Each spawned worker sees uvicorn's command line and sizes its own pool from it."""
+    env = child_env(REDIS_URL=redis_db.url, TESTPROJECT_VAR_DIR=str(tmp_path))
+    args = ["--workers", "2", *limit]
+    with uvicorn(args, env, tmp_path / "uvicorn.log", workers=2) as (base, workers):
+        answers = pools_of_every_worker(base, workers)
+
+    assert len(workers) == 2
+    assert sorted(answers) == sorted(workers)
+    for pid, answer in answers.items():
+        assert answer["concurrency"] == {
+            "workers": 2,
+            "threads": threads,
+            "worker_class": "uvicorn",
+            "role": "web",
+            "sources": {"workers": "--workers", "threads": source, "worker_class": "asgi"},
+        }, pid
+        [pool] = answer["pools"]
+        assert pool["max_connections"] == threads + 2, (pid, pool)
+        assert pool["timeouts"] == 0, (pid, pool)
