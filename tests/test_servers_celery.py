@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
+from typing import TYPE_CHECKING
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -12,7 +15,14 @@ from hypothesis import strategies as st
 from django_connhealth import defaults
 from django_connhealth.servers.celery import celery_command
 from django_connhealth.sizing import Concurrency, process_role, resolve_concurrency
-from tests.helpers import MALFORMED_COUNTS
+from testproject.supervisor import NotReady, start
+from tests.helpers import MALFORMED_COUNTS, READY_TIMEOUT, STOP_TIMEOUT
+from tests.servers import ROOT, child_env
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.conftest import RedisDB
 
 CELERY = "/venv/bin/celery"
 CAP = defaults.GREENLET_CAP
@@ -141,3 +151,40 @@ def test_one_process_or_one_thread(pool: str, concurrency: int) -> None:
     assert 1 in (got.workers, got.threads)
     assert got.workers * got.threads <= concurrency
     assert got.threads <= max(CAP, 1 if pool != "threads" else concurrency)
+
+
+# ----------------------------------------------------------- a real Celery worker
+
+
+@pytest.mark.gunicorn
+def test_celery_threads_worker_sizes_its_pool(redis_db: RedisDB, tmp_path: Path) -> None:
+    """``--pool threads --concurrency 6``: one process whose pool holds 6 + 2 connections."""
+    pytest.importorskip("celery")
+    env = child_env(
+        REDIS_URL=redis_db.url,
+        CELERY_BROKER_URL=redis_db.url,
+        TESTPROJECT_VAR_DIR=str(tmp_path),
+    )
+    cmd = [sys.executable, "-m", "celery", "-A", "testproject.celery_app", "worker"]
+    cmd += ["--pool", "threads", "--concurrency", "6", "--loglevel", "info", "--without-gossip"]
+    figures = tmp_path / "celery-pool.json"
+    worker = start(cmd, name="celery", log=tmp_path / "celery.log", env=env, cwd=ROOT)
+    try:
+        try:
+            worker.wait_until(figures.exists, READY_TIMEOUT, "writing celery-pool.json")
+        except NotReady as error:
+            pytest.fail(str(error))
+        answer = json.loads(figures.read_text(encoding="utf-8"))
+    finally:
+        worker.stop(STOP_TIMEOUT)
+
+    assert answer["pid"] == worker.proc.pid
+    assert answer["concurrency"] == {
+        "workers": 1,
+        "threads": 6,
+        "worker_class": "celery-threads",
+        "role": "celery",
+        "sources": {"workers": "celery", "threads": "celery", "worker_class": "celery"},
+    }
+    [pool] = answer["pools"]
+    assert pool["max_connections"] == 8
