@@ -8,8 +8,12 @@ with ``--workers 5`` gave ``{'processes': b'2', 'workers': b'5', ...}`` (5 worke
 
 from __future__ import annotations
 
+import contextlib
+import re
 import sys
 import types
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -22,7 +26,15 @@ from django_connhealth.sizing import (
     process_role,
     resolve_concurrency,
 )
-from tests.helpers import MALFORMED_COUNTS
+from testproject.supervisor import NotReady, free_port, start
+from testproject.traffic import get
+from tests.helpers import MALFORMED_COUNTS, READY_TIMEOUT, STOP_TIMEOUT, pools_of_every_worker
+from tests.servers import ROOT, child_env
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from tests.conftest import RedisDB
 
 CAP = defaults.GREENLET_CAP
 
@@ -91,3 +103,62 @@ def test_running_uwsgi_options(monkeypatch: pytest.MonkeyPatch) -> None:
     assert process_role({}, ["uwsgi"]) == "web"
     got = process_concurrency({}, ["uwsgi"])
     assert (got.workers, got.threads, got.role) == (3, 2, "web")
+
+
+# ------------------------------------------------------------------- a real uWSGI
+
+SPAWNED = re.compile(r"spawned uWSGI worker \d+ \(pid: (\d+)")
+UWSGI = Path(sys.executable).parent / "uwsgi"
+
+
+@contextlib.contextmanager
+def uwsgi(
+    args: list[str], env: dict[str, str], log: Path, workers: int
+) -> Iterator[tuple[str, list[int]]]:
+    """testproject.wsgi under uWSGI: (base URL, worker pids), once all spawned and answering."""
+    if not UWSGI.exists():
+        pytest.skip("uwsgi is not installed beside this interpreter")
+    port = free_port()
+    # --die-on-term: uWSGI reloads on SIGTERM otherwise; --home: this environment's packages
+    cmd = [str(UWSGI), "--die-on-term", "--need-app", "--home", sys.prefix, *args]
+    cmd += ["--http-socket", f"127.0.0.1:{port}", "--module", "testproject.wsgi:application"]
+    base = f"http://127.0.0.1:{port}"
+
+    def spawned() -> list[int]:
+        return [int(pid) for pid in SPAWNED.findall(log.read_text(errors="replace"))]
+
+    server = start(cmd, name="uwsgi", log=log, env=env, cwd=ROOT)
+    try:
+        try:
+            server.wait_until(
+                lambda: len(spawned()) >= workers and get(f"{base}/ok")[0] == 200,
+                READY_TIMEOUT,
+                f"spawning {workers} workers and answering /ok",
+            )
+        except NotReady as error:
+            pytest.fail(str(error))
+        yield base, spawned()
+    finally:
+        server.stop(STOP_TIMEOUT)
+
+
+@pytest.mark.gunicorn
+def test_uwsgi_workers_size_their_pools(redis_db: RedisDB, tmp_path: Path) -> None:
+    """``--master --processes 2 --threads 4``: each worker's pool holds 4 + 2, from uwsgi.opt."""
+    env = child_env(REDIS_URL=redis_db.url, TESTPROJECT_VAR_DIR=str(tmp_path))
+    args = ["--master", "--processes", "2", "--threads", "4"]
+    with uwsgi(args, env, tmp_path / "uwsgi.log", workers=2) as (base, workers):
+        answers = pools_of_every_worker(base, workers)
+
+    assert sorted(answers) == sorted(workers)
+    for pid, answer in answers.items():
+        assert answer["concurrency"] == {
+            "workers": 2,
+            "threads": 4,
+            "worker_class": "uwsgi",
+            "role": "web",
+            "sources": {"workers": "uwsgi", "threads": "uwsgi", "worker_class": "uwsgi"},
+        }, pid
+        [pool] = answer["pools"]
+        assert pool["max_connections"] == 6, (pid, pool)
+        assert pool["timeouts"] == 0, (pid, pool)
