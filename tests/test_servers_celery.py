@@ -59,6 +59,12 @@ def test_celery_command(argv: list[str], command: tuple[str, list[str]] | None) 
 )
 def test_role(args: list[str], role: str) -> None:
     assert process_role({}, [CELERY, "-A", "proj", *args]) == role
+    assert celery({}, *args).role == role
+
+
+def test_beat_is_one_process_of_one_thread() -> None:
+    got = celery({"WEB_CONCURRENCY": "4"}, "beat")
+    assert (got.workers, got.threads, got.worker_class) == (1, 1, "celery-beat")
 
 
 @pytest.mark.parametrize(

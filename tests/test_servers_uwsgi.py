@@ -64,6 +64,7 @@ def test_master_processes_threads() -> None:
         ({"processes": b"3", "gevent": b"20"}, 3, 20, "uwsgi"),
         ({"gevent": b"1000"}, 1, CAP, "CONNHEALTH_GREENLET_CAP"),
         ({"async": b"10", "threads": b"2"}, 1, 10, "uwsgi"),
+        ({"processes": 4, "threads": [b"2"]}, 4, 2, "uwsgi"),
     ],
 )
 def test_options(
@@ -91,6 +92,12 @@ def test_malformed_option_names_option_and_value(key: str, value: str) -> None:
     with pytest.raises(ImproperlyConfigured) as excinfo:
         inside({key: value.encode()})
     assert str(excinfo.value).startswith(f"uWSGI option {key}={value!r} is not valid: ")
+
+
+@pytest.mark.parametrize(("value", "text"), [(True, "True"), ([], "")])
+def test_flag_or_empty_list_is_malformed(value: object, text: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match=f"^uWSGI option threads={text!r} is not"):
+        inside({"threads": value})
 
 
 def test_running_uwsgi_options(monkeypatch: pytest.MonkeyPatch) -> None:

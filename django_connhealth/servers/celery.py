@@ -59,8 +59,10 @@ def celery_concurrency(
     if command is None:
         return None
     name, args = command
-    if name != "worker":  # beat and the like: one process, one thread
-        return ServerConcurrency("celery", f"celery-{name}", "celery", ("celery", 1), ("celery", 1))
+    if name == "beat":  # the scheduler: one process, one thread
+        return ServerConcurrency("celery", "celery-beat", "celery", ("celery", 1), ("celery", 1))
+    if name != "worker":  # inspect, call, purge...: commands, not a Celery process
+        return None
     parser = ArgumentParser("celery worker", "celery worker's command line", allow_abbrev=False)
     parser.add_argument("-P", "--pool")
     parser.add_argument("-c", "--concurrency")
