@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from django_connhealth import defaults
-from django_connhealth.servers.asgi import asgi_server
+from django_connhealth.servers.asgi import asgi_concurrency, asgi_server
 from django_connhealth.sizing import Concurrency, process_role, resolve_concurrency
 from testproject.supervisor import NotReady, free_port, start
 from testproject.traffic import get
@@ -58,6 +58,7 @@ def asgi(environ: dict[str, str], *argv: str) -> Concurrency:
 def test_asgi_server(argv: list[str], server: str | None) -> None:
     assert asgi_server(argv) == server
     assert process_role({}, argv) == ("web" if server else "other")
+    assert (asgi_concurrency({}, argv, CAP) is None) == (server is None)
 
 
 @pytest.mark.parametrize("program", [UVICORN, UVICORN_MODULE])
@@ -104,6 +105,11 @@ def test_uvicorn_workers_precedence(
 ) -> None:
     got = asgi(environ, UVICORN, "app:app", *argv)
     assert (got.workers, got.sources["workers"]) == (workers, source)
+
+
+def test_uvicorn_reload_runs_one_server_process() -> None:
+    got = asgi({"WEB_CONCURRENCY": "4"}, UVICORN, "app:app", "--reload", "--workers", "3")
+    assert (got.workers, got.sources["workers"]) == (1, "--reload")
 
 
 def test_uvicorn_limit_from_its_environment_variable() -> None:

@@ -39,6 +39,7 @@ def asgi_concurrency(
     if server == "uvicorn":
         parser.add_argument("--workers")
         parser.add_argument("--limit-concurrency", dest="limit_concurrency")
+        parser.add_argument("--reload", action="store_true")
     elif server == "hypercorn":
         parser.add_argument("-w", "--workers")
     namespace, _ = parser.parse_known_args(list(argv[1:]))
@@ -51,6 +52,8 @@ def asgi_concurrency(
             workers = ("--workers", parse_count("uvicorn --workers", given_workers))
         else:
             workers = ("UVICORN_WORKERS", env_count(environ, "UVICORN_WORKERS"))
+        if namespace.reload:  # uvicorn ignores --workers then: one server process
+            workers = ("--reload", 1)
         limit = namespace.limit_concurrency
         if limit is not None:
             threads = ("--limit-concurrency", parse_count("uvicorn --limit-concurrency", limit))
