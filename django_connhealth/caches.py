@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from django_connhealth.adapters.base import SizingPlan
 from django_connhealth.adapters.registry import adapter_for
 from django_connhealth.conf import client_host, pool_headroom
-from django_connhealth.sizing import gunicorn_argv, resolve_concurrency
+from django_connhealth.sizing import process_concurrency
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -32,7 +32,7 @@ def sized_caches(
     """
     environ = os.environ if environ is None else environ
     plan = SizingPlan(
-        concurrency=resolve_concurrency(environ, gunicorn_argv(environ, sys.argv)),
+        concurrency=process_concurrency(environ, sys.argv),
         headroom=pool_headroom(environ),
         host=client_host(environ),
         caches=caches,

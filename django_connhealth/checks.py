@@ -19,7 +19,7 @@ from django_connhealth.conf import SETTING_NAMES, conf
 from django_connhealth.errors import SettingError
 from django_connhealth.knobs import KNOBS, ignored_option
 from django_connhealth.poolconfig import is_unbounded
-from django_connhealth.sizing import gunicorn_argv, resolve_concurrency
+from django_connhealth.sizing import process_concurrency
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -67,7 +67,7 @@ def _threads(caches: Mapping[str, Mapping[str, Any]]) -> tuple[int | None, Check
         if recorded:
             return int(recorded["concurrency"]["threads"]), None
     try:
-        return resolve_concurrency(os.environ, gunicorn_argv(os.environ, sys.argv)).threads, None
+        return process_concurrency(os.environ, sys.argv).threads, None
     except SettingError as exc:
         return None, Error(f"{exc.problem}.", hint=exc.hint, id="connhealth.E002")
 

@@ -58,6 +58,7 @@ def test_sized_default_alias() -> None:
                         "workers": 1,
                         "threads": 1,
                         "worker_class": "sync",
+                        "role": "other",
                         "sources": {
                             "workers": "default",
                             "threads": "default",

@@ -141,6 +141,7 @@ def test_json_has_the_spec_keys_and_the_fleet(redis_db: RedisDB, tmp_path: Path)
         "workers": 1,
         "threads": 1,
         "worker_class": "sync",
+        "role": "other",
         "sources": {"workers": "default", "threads": "default", "worker_class": "default"},
     }
     assert set(report["caches"]) == {"default"}

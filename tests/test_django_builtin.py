@@ -62,6 +62,7 @@ def test_sized_options_fill_what_the_user_did_not_set() -> None:
                 "workers": 1,
                 "threads": 8,
                 "worker_class": "gthread",
+                "role": "other",
                 "sources": {
                     "workers": "default",
                     "threads": "CONNHEALTH_THREADS",

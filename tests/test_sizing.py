@@ -23,6 +23,8 @@ from django_connhealth.sizing import (
     gunicorn_settings,
     parse_gunicorn_args,
     pool_size,
+    process_concurrency,
+    process_role,
     resolve_concurrency,
 )
 from tests.helpers import (
@@ -75,6 +77,7 @@ def test_as_dict() -> None:
         "workers": 3,
         "threads": 6,
         "worker_class": "gthread",
+        "role": "other",
         "sources": {
             "workers": "WEB_CONCURRENCY",
             "threads": "GUNICORN_CMD_ARGS",
@@ -359,6 +362,7 @@ def test_command_line_beats_gunicorn_cmd_args(tmp_path: Path) -> None:
         threads=3,
         worker_class="gthread",
         sources={"workers": "gunicorn", "threads": "gunicorn", "worker_class": "gunicorn"},
+        role="web",
     )
 
 
@@ -390,6 +394,7 @@ def test_config_file_from_command_line(tmp_path: Path, option: str) -> None:
         threads=3,
         worker_class="gthread",
         sources={"workers": "gunicorn", "threads": "gunicorn", "worker_class": "default"},
+        role="web",
     )
 
 
@@ -453,6 +458,7 @@ def test_config_file_precedence(tmp_path: Path) -> None:
         threads=4,
         worker_class="gthread",
         sources={"workers": "gunicorn", "threads": "GUNICORN_CMD_ARGS", "worker_class": "gunicorn"},
+        role="web",
     )
 
 
@@ -464,6 +470,7 @@ def test_config_file_gevent(tmp_path: Path) -> None:
         threads=10,
         worker_class="gevent",
         sources={"workers": "gunicorn", "threads": "gunicorn", "worker_class": "gunicorn"},
+        role="web",
     )
 
 
@@ -663,11 +670,11 @@ def test_sized_caches_ignores_argv_outside_gunicorn(monkeypatch: pytest.MonkeyPa
         ),
         (
             {"GUNICORN_CMD_ARGS": "-k uvicorn.workers.UvicornWorker -w 4"},
-            1,
+            defaults.GREENLET_CAP,
             "uvicorn.workers.UvicornWorker",
             {
                 "workers": "GUNICORN_CMD_ARGS",
-                "threads": "default",
+                "threads": "asgi",
                 "worker_class": "GUNICORN_CMD_ARGS",
             },
         ),
@@ -795,6 +802,7 @@ def test_gevent_on_command_line(tmp_path: Path) -> None:
         threads=12,
         worker_class="gevent",
         sources={"workers": "gunicorn", "threads": "gunicorn", "worker_class": "gunicorn"},
+        role="web",
     )
 
 
@@ -865,13 +873,19 @@ def test_malformed_greenlet_cap_with_gevent() -> None:
         ("--threads", "argument --threads: expected one argument"),
         ("-k", "argument -k/--worker-class: expected one argument"),
         ("--work 4", "ambiguous option: --work could match --workers"),
-        ("--threads abc", "GUNICORN_CMD_ARGS='abc' is not valid"),
-        ("--workers=abc", "GUNICORN_CMD_ARGS='abc' is not valid"),
-        ("-w 0", "GUNICORN_CMD_ARGS='0' is not valid"),
-        ("--threads=-3", "GUNICORN_CMD_ARGS='-3' is not valid"),
-        ("-w 2.5", "GUNICORN_CMD_ARGS='2.5' is not valid"),
-        ("-k gevent --worker-connections abc", "GUNICORN_CMD_ARGS='abc' is not valid"),
-        ("-k gevent --worker-connections 0", "GUNICORN_CMD_ARGS='0' is not valid"),
+        ("--threads abc", "GUNICORN_CMD_ARGS --threads='abc' is not valid"),
+        ("--workers=abc", "GUNICORN_CMD_ARGS --workers='abc' is not valid"),
+        ("-w 0", "GUNICORN_CMD_ARGS --workers='0' is not valid"),
+        ("--threads=-3", "GUNICORN_CMD_ARGS --threads='-3' is not valid"),
+        ("-w 2.5", "GUNICORN_CMD_ARGS --workers='2.5' is not valid"),
+        (
+            "-k gevent --worker-connections abc",
+            "GUNICORN_CMD_ARGS --worker-connections='abc' is not valid",
+        ),
+        (
+            "-k gevent --worker-connections 0",
+            "GUNICORN_CMD_ARGS --worker-connections='0' is not valid",
+        ),
         (
             "-w '4",
             'GUNICORN_CMD_ARGS="-w \'4" is not valid (No closing quotation): '
@@ -1242,3 +1256,30 @@ def test_agrees_with_gunicorn_when_gunicorn_accepts(args: list[str]) -> None:
     concurrency = resolve_concurrency({"GUNICORN_CMD_ARGS": cmd_args})
     assert concurrency.workers == (namespace.workers or 1)
     assert concurrency.threads == (namespace.threads or 1)
+
+
+# ------------------------------------------------------------------------- role
+
+GUNICORN_SOFTWARE = {"SERVER_SOFTWARE": "gunicorn/23.0.0"}
+
+
+@pytest.mark.parametrize(
+    ("environ", "argv", "role"),
+    [
+        (GUNICORN_SOFTWARE, ["/venv/bin/gunicorn", "-w", "2", "app.wsgi"], "web"),
+        ({}, ["/venv/bin/gunicorn", "-w", "2", "app.wsgi"], "other"),
+        (GUNICORN_SOFTWARE, ["manage.py", "shell"], "other"),
+        ({}, ["manage.py", "connhealth"], "other"),
+        ({}, ["/venv/bin/pytest"], "other"),
+        ({}, [], "other"),
+    ],
+)
+def test_process_role(environ: dict[str, str], argv: list[str], role: str) -> None:
+    assert process_role(environ, argv) == role
+    assert process_concurrency(environ, argv).role == role
+
+
+def test_role_of_resolve_concurrency() -> None:
+    assert resolve_concurrency({}).role == "other"
+    assert resolve_concurrency({"GUNICORN_CMD_ARGS": "-w 3"}).role == "other"
+    assert resolve_concurrency({}, ["-w", "3"]).role == "web"

@@ -140,6 +140,7 @@ def test_gunicorn_command_line_sizes_each_worker_pool(redis_db: RedisDB, tmp_pat
             "workers": 2,
             "threads": 4,
             "worker_class": "gthread",
+            "role": "web",
             "sources": {"workers": "gunicorn", "threads": "gunicorn", "worker_class": "gunicorn"},
         }
         assert answer["sources"]["max_connections"] == "derived"

@@ -1,0 +1,171 @@
+"""``django_connhealth.servers.uwsgi``: the running uWSGI's options. No Redis, no uWSGI.
+
+The option mappings below are what ``uwsgi.opt`` held in a real uWSGI 2.0:
+``--master --processes 2 --threads 4`` gave
+``{'master': True, 'processes': b'2', 'threads': b'4', ...}``, and ``UWSGI_PROCESSES=2``
+with ``--workers 5`` gave ``{'processes': b'2', 'workers': b'5', ...}`` (5 workers ran).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+import types
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from django_connhealth import defaults
+from django_connhealth.servers.uwsgi import running_uwsgi_options
+from django_connhealth.sizing import (
+    Concurrency,
+    process_concurrency,
+    process_role,
+    resolve_concurrency,
+)
+from testproject.supervisor import NotReady, free_port, start
+from testproject.traffic import get
+from tests.helpers import MALFORMED_COUNTS, READY_TIMEOUT, STOP_TIMEOUT, pools_of_every_worker
+from tests.servers import ROOT, child_env
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from tests.conftest import RedisDB
+
+CAP = defaults.GREENLET_CAP
+
+
+def inside(options: dict[str, object], environ: dict[str, str] | None = None) -> Concurrency:
+    return resolve_concurrency(environ or {}, uwsgi_options=options)
+
+
+def test_master_processes_threads() -> None:
+    options = {"master": True, "processes": b"2", "threads": b"4", "http-socket": b":0"}
+    assert inside(options) == Concurrency(
+        workers=2,
+        threads=4,
+        worker_class="uwsgi",
+        sources={"workers": "uwsgi", "threads": "uwsgi", "worker_class": "uwsgi"},
+        role="web",
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "workers", "threads", "threads_source"),
+    [
+        ({"processes": b"2", "workers": b"5"}, 5, 1, "uwsgi"),
+        ({"workers": b"5", "processes": b"2"}, 2, 1, "uwsgi"),
+        ({"processes": [b"2", b"3"]}, 3, 1, "uwsgi"),
+        ({"wsgi-file": b"app.py"}, 1, 1, "uwsgi"),
+        ({"processes": b"3", "gevent": b"20"}, 3, 20, "uwsgi"),
+        ({"gevent": b"1000"}, 1, CAP, "CONNHEALTH_GREENLET_CAP"),
+        ({"async": b"10", "threads": b"2"}, 1, 10, "uwsgi"),
+        ({"processes": 4, "threads": [b"2"]}, 4, 2, "uwsgi"),
+    ],
+)
+def test_options(
+    options: dict[str, object], workers: int, threads: int, threads_source: str
+) -> None:
+    got = inside(options)
+    assert (got.workers, got.threads, got.sources["threads"]) == (workers, threads, threads_source)
+
+
+def test_uwsgi_beats_its_environment_variables_and_connhealth_wins() -> None:
+    environ = {"UWSGI_PROCESSES": "9", "UWSGI_THREADS": "9", "WEB_CONCURRENCY": "9"}
+    assert (inside({"processes": b"2"}, environ).workers, inside({}, environ).threads) == (2, 1)
+    environ["CONNHEALTH_THREADS"] = "7"
+    assert inside({"threads": b"4"}, environ).threads == 7
+
+
+def test_outside_uwsgi_its_variables_count_as_before() -> None:
+    got = resolve_concurrency({"UWSGI_PROCESSES": "4", "UWSGI_THREADS": "2"})
+    assert (got.workers, got.threads, got.worker_class, got.role) == (4, 2, "uwsgi", "other")
+
+
+@pytest.mark.parametrize("key", ["processes", "workers", "threads", "gevent", "async"])
+@pytest.mark.parametrize("value", MALFORMED_COUNTS)
+def test_malformed_option_names_option_and_value(key: str, value: str) -> None:
+    with pytest.raises(ImproperlyConfigured) as excinfo:
+        inside({key: value.encode()})
+    assert str(excinfo.value).startswith(f"uWSGI option {key}={value!r} is not valid: ")
+
+
+@pytest.mark.parametrize(("value", "text"), [(True, "True"), ([], "")])
+def test_flag_or_empty_list_is_malformed(value: object, text: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match=f"^uWSGI option threads={text!r} is not"):
+        inside({"threads": value})
+
+
+def test_running_uwsgi_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert running_uwsgi_options() is None
+    module = types.ModuleType("uwsgi")
+    monkeypatch.setitem(sys.modules, "uwsgi", module)
+    assert running_uwsgi_options() is None  # a module of that name without options
+    module.opt = {"processes": b"3", "threads": b"2"}  # type: ignore[attr-defined]
+    assert running_uwsgi_options() == {"processes": b"3", "threads": b"2"}
+    assert process_role({}, ["uwsgi"]) == "web"
+    got = process_concurrency({}, ["uwsgi"])
+    assert (got.workers, got.threads, got.role) == (3, 2, "web")
+
+
+# ------------------------------------------------------------------- a real uWSGI
+
+SPAWNED = re.compile(r"spawned uWSGI worker \d+ \(pid: (\d+)")
+UWSGI = Path(sys.executable).parent / "uwsgi"
+
+
+@contextlib.contextmanager
+def uwsgi(
+    args: list[str], env: dict[str, str], log: Path, workers: int
+) -> Iterator[tuple[str, list[int]]]:
+    """testproject.wsgi under uWSGI: (base URL, worker pids), once all spawned and answering."""
+    if not UWSGI.exists():
+        pytest.skip("uwsgi is not installed beside this interpreter")
+    port = free_port()
+    # --die-on-term: uWSGI reloads on SIGTERM otherwise; --home: this environment's packages
+    cmd = [str(UWSGI), "--die-on-term", "--need-app", "--home", sys.prefix, *args]
+    cmd += ["--http-socket", f"127.0.0.1:{port}", "--module", "testproject.wsgi:application"]
+    base = f"http://127.0.0.1:{port}"
+
+    def spawned() -> list[int]:
+        return [int(pid) for pid in SPAWNED.findall(log.read_text(errors="replace"))]
+
+    server = start(cmd, name="uwsgi", log=log, env=env, cwd=ROOT)
+    try:
+        try:
+            server.wait_until(
+                lambda: len(spawned()) >= workers and get(f"{base}/ok")[0] == 200,
+                READY_TIMEOUT,
+                f"spawning {workers} workers and answering /ok",
+            )
+        except NotReady as error:
+            pytest.fail(str(error))
+        yield base, spawned()
+    finally:
+        server.stop(STOP_TIMEOUT)
+
+
+@pytest.mark.gunicorn
+def test_uwsgi_workers_size_their_pools(redis_db: RedisDB, tmp_path: Path) -> None:
+    """``--master --processes 2 --threads 4``: each worker's pool holds 4 + 2, from uwsgi.opt."""
+    env = child_env(REDIS_URL=redis_db.url, TESTPROJECT_VAR_DIR=str(tmp_path))
+    args = ["--master", "--processes", "2", "--threads", "4"]
+    with uwsgi(args, env, tmp_path / "uwsgi.log", workers=2) as (base, workers):
+        answers = pools_of_every_worker(base, workers)
+
+    assert sorted(answers) == sorted(workers)
+    for pid, answer in answers.items():
+        assert answer["concurrency"] == {
+            "workers": 2,
+            "threads": 4,
+            "worker_class": "uwsgi",
+            "role": "web",
+            "sources": {"workers": "uwsgi", "threads": "uwsgi", "worker_class": "uwsgi"},
+        }, pid
+        [pool] = answer["pools"]
+        assert pool["max_connections"] == 6, (pid, pool)
+        assert pool["timeouts"] == 0, (pid, pool)
