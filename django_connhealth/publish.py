@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import sys
 import threading
 import time
 import weakref
@@ -33,6 +34,7 @@ from django_connhealth.conf import conf
 from django_connhealth.heartbeat import heartbeat
 from django_connhealth.pool import PoolTimeoutError, SizedConnectionPool
 from django_connhealth.redispy import run_commands
+from django_connhealth.sizing import process_role
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -55,6 +57,7 @@ def record(pool: SizedConnectionPool, interval: float) -> dict[str, Any]:
     return {
         "host": pool.host,
         "pid": os.getpid(),
+        "role": role(),
         "alias": pool.alias,
         **pool.figures().as_dict(),
         "named": pool.names_connections,
@@ -62,6 +65,17 @@ def record(pool: SizedConnectionPool, interval: float) -> dict[str, Any]:
         "interval": interval,
         "published_at": time.time(),
     }
+
+
+_role: tuple[int, str] = (0, "")
+
+
+def role() -> str:
+    """This process's role (``web``, ``celery``, ``other``), worked out once per process."""
+    global _role
+    if _role[0] != os.getpid():
+        _role = (os.getpid(), process_role(os.environ, sys.argv))
+    return _role[1]
 
 
 def _send(pool: SizedConnectionPool, commands: Sequence[tuple[Any, ...]]) -> None:

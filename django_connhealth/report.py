@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from django_connhealth.adapters.base import Adapter
     from django_connhealth.sizing import Concurrency
 
+#: The order the table groups processes in.
+ROLES = {"web": 0, "celery": 1, "other": 2}
 FIGURES = ("in_use", "idle", "peak_in_use", "waits", "wait_seconds", "timeouts", "max_connections")
 
 
@@ -124,7 +126,7 @@ def processes(
 ) -> list[dict[str, Any]]:
     """One row per process: its connections and, where it published them, its figures."""
     rows = []
-    for host, pid in sorted(set(connections or {}) | set(records)):
+    for host, pid in set(connections or {}) | set(records):
         if (host, pid) == (me.host, me.pid):
             continue
         record = records.get((host, pid), {})
@@ -132,6 +134,7 @@ def processes(
         # that CLIENT LIST cannot tell from others': their count is unknown.
         unnamed = record.get("named") is False
         row: dict[str, Any] = {
+            "role": record.get("role"),  # unknown until the process publishes
             "host": host,
             "pid": pid,
             "connections": None
@@ -143,7 +146,12 @@ def processes(
         row["stale"] = bool(record.get("stale"))
         row["named"] = not unnamed
         rows.append(row)
-    return rows
+    # Grouped by role (web, celery, other, then unknown), each by host and pid.
+    return sorted(rows, key=lambda row: (ROLES.get(row["role"], len(ROLES)), host_pid(row)))
+
+
+def host_pid(row: Mapping[str, Any]) -> tuple[str, int]:
+    return (row["host"], row["pid"])
 
 
 def unnamed_notes(

@@ -2,7 +2,8 @@
 
 The broker is ``CELERY_BROKER_URL`` (a test redis-server). When the worker is
 ready it writes its sized pool's figures to ``celery-pool.json`` in
-``TESTPROJECT_VAR_DIR``, as ``/pool`` answers them for a web worker.
+``TESTPROJECT_VAR_DIR``, as ``/pool`` answers them for a web worker. The task
+``testproject.touch`` uses the cache as a task does, in whichever process runs it.
 """
 
 from __future__ import annotations
@@ -43,3 +44,12 @@ def write_pool_figures(**_: Any) -> None:
 
 
 worker_ready.connect(write_pool_figures, weak=False)
+
+
+@app.task(name="testproject.touch")  # type: ignore[untyped-decorator]
+def touch() -> int:
+    """Use the cache once, in the process that runs the task: its pid."""
+    from django.core.cache import cache
+
+    cache.set(f"testproject:touch:{os.getpid()}", 1, timeout=60)
+    return os.getpid()

@@ -73,7 +73,7 @@ SPEC_PROCESS_KEYS = {
     "max_connections",
 }
 #: Keys a ``processes`` entry carries beyond the SPEC's (it allows more).
-EXTRA_PROCESS_KEYS = {"wait_seconds", "stale", "named"}
+EXTRA_PROCESS_KEYS = {"wait_seconds", "stale", "named", "role"}
 
 
 # ---------------------------------------------------------------------- helpers
@@ -247,7 +247,7 @@ def _table_lines(out: str) -> tuple[list[str], list[str]]:
     start = next(
         i
         for i, line in enumerate(ANSI.sub("", line) for line in lines)
-        if line.startswith("  HOST")
+        if line.startswith("  ROLE")
     )
     table = []
     for line in lines[start:]:
@@ -282,7 +282,9 @@ def test_table_is_aligned_and_plain_under_no_color(redis_db: RedisDB, tmp_path: 
     )
     assert re.fullmatch(r"  server connected_clients \d+  maxclients \d+", lines[5])
     [header], rows = _table_lines(out)
-    titles = ["HOST", "PID", "CONNS", "IN USE", "IDLE", "PEAK", "WAITS", "TIMEOUTS", "MAX", "AGE"]
+    titles = [
+        "ROLE", "HOST", "PID", "CONNS", "IN USE", "IDLE", "PEAK", "WAITS", "TIMEOUTS", "MAX", "AGE"
+    ]  # fmt: skip
     starts = [header.index(title) for title in titles]
     assert starts == sorted(starts)
     assert len(rows) == 2
@@ -291,10 +293,11 @@ def test_table_is_aligned_and_plain_under_no_color(redis_db: RedisDB, tmp_path: 
             # Every column starts where its title does, after a gap of two spaces.
             assert row[start - 2 : start] == "  ", (row, start)
             assert row[start] != " ", (row, start)
-    by_host = {row.split()[0]: row.split() for row in rows}
-    assert by_host[hosts[0]][1] == str(first.pid)
-    assert by_host["h"][1] == str(second.pid)
-    assert all(re.fullmatch(r"\d+(\.\d+)?s", cells[9]) for cells in by_host.values())
+    by_host = {row.split()[1]: row.split() for row in rows}
+    assert by_host[hosts[0]][2] == str(first.pid)
+    assert by_host["h"][2] == str(second.pid)
+    assert all(re.fullmatch(r"\d+(\.\d+)?s", cells[10]) for cells in by_host.values())
+    assert all(cells[0] == "other" for cells in by_host.values())  # the workers: scripts
     assert re.fullmatch(
         r"  fleet: 2 processes, \d+ connections, pools up to 6 connections \(maxclients \d+\)",
         lines[-1],

@@ -45,6 +45,7 @@ PID = os.getpid()
 RECORD_KEYS = {
     "host",
     "pid",
+    "role",
     "alias",
     "max_connections",
     "created",
@@ -112,6 +113,7 @@ def test_release_publishes_a_record(redis_db: RedisDB) -> None:
     assert record["host"] == host
     assert record["pid"] == PID
     assert record["alias"] == "default"
+    assert record["role"] == "other"  # pytest: not a server process
     assert record["max_connections"] == 3  # 1 thread + headroom 2
     assert (record["created"], record["in_use"], record["idle"]) == (1, 0, 1)
     assert record["peak_in_use"] == 1

@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
 from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
 from hypothesis import given
 from hypothesis import strategies as st
 
 from django_connhealth import defaults
 from django_connhealth.servers.celery import celery_command
 from django_connhealth.sizing import Concurrency, process_role, resolve_concurrency
-from testproject.supervisor import NotReady, start
-from tests.helpers import MALFORMED_COUNTS, READY_TIMEOUT, STOP_TIMEOUT
+from testproject.supervisor import Child, NotReady, start
+from tests.helpers import (
+    MALFORMED_COUNTS,
+    READY_TIMEOUT,
+    STOP_TIMEOUT,
+    redis_caches,
+    report_json,
+    wait_for,
+)
 from tests.servers import ROOT, child_env
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
     from tests.conftest import RedisDB
@@ -163,9 +173,10 @@ def test_one_process_or_one_thread(pool: str, concurrency: int) -> None:
 # ----------------------------------------------------------- a real Celery worker
 
 
-@pytest.mark.gunicorn
-def test_celery_threads_worker_sizes_its_pool(redis_db: RedisDB, tmp_path: Path) -> None:
-    """``--pool threads --concurrency 6``: one process whose pool holds 6 + 2 connections."""
+def celery_worker(
+    redis_db: RedisDB, tmp_path: Path, *args: str
+) -> contextlib.AbstractContextManager[Child]:
+    """``celery -A testproject.celery_app worker ARGS``, once it has written its pool figures."""
     pytest.importorskip("celery")
     if tuple(int(part) for part in redis.__version__.split(".")[:2]) < (6, 1):
         pytest.skip("kombu's Redis transport (Celery 5.6 and later) needs redis-py 6.1 or later")
@@ -173,19 +184,52 @@ def test_celery_threads_worker_sizes_its_pool(redis_db: RedisDB, tmp_path: Path)
         REDIS_URL=redis_db.url,
         CELERY_BROKER_URL=redis_db.url,
         TESTPROJECT_VAR_DIR=str(tmp_path),
+        CONNHEALTH_PUBLISH_SECONDS="1",
     )
-    cmd = [sys.executable, "-m", "celery", "-A", "testproject.celery_app", "worker"]
-    cmd += ["--pool", "threads", "--concurrency", "6", "--loglevel", "info", "--without-gossip"]
-    figures = tmp_path / "celery-pool.json"
-    worker = start(cmd, name="celery", log=tmp_path / "celery.log", env=env, cwd=ROOT)
-    try:
+    cmd = [sys.executable, "-m", "celery", "-A", "testproject.celery_app", "worker", *args]
+    cmd += ["--loglevel", "info", "--without-gossip", "--without-mingle"]
+
+    @contextlib.contextmanager
+    def running() -> Iterator[Child]:
+        worker = start(cmd, name="celery", log=tmp_path / "celery.log", env=env, cwd=ROOT)
         try:
-            worker.wait_until(figures.exists, READY_TIMEOUT, "writing celery-pool.json")
-        except NotReady as error:
-            pytest.fail(str(error))
-        answer = json.loads(figures.read_text(encoding="utf-8"))
-    finally:
-        worker.stop(STOP_TIMEOUT)
+            try:
+                worker.wait_until(
+                    (tmp_path / "celery-pool.json").exists,
+                    READY_TIMEOUT,
+                    "writing celery-pool.json",
+                )
+            except NotReady as error:
+                pytest.fail(str(error))
+            yield worker
+        finally:
+            worker.stop(STOP_TIMEOUT)
+
+    return running()
+
+
+def fleet_rows(redis_db: RedisDB, want: Callable[[list[dict[str, Any]]], bool]) -> list[Any]:
+    """The command's process rows for the default alias, once ``want(rows)`` holds."""
+    rows: list[dict[str, Any]] = []
+
+    def seen() -> bool:
+        nonlocal rows
+        with override_settings(CACHES=redis_caches(redis_db.url)):
+            report, code = report_json()
+        assert code == 0, report
+        rows = report["caches"]["default"]["processes"]
+        return want(rows)
+
+    wait_for(seen, READY_TIMEOUT, "the Celery processes in the command's report")
+    return rows
+
+
+@pytest.mark.gunicorn
+def test_celery_threads_worker_sizes_its_pool(redis_db: RedisDB, tmp_path: Path) -> None:
+    """``--pool threads --concurrency 6``: one process whose pool holds 6 + 2 connections."""
+    with celery_worker(redis_db, tmp_path, "--pool", "threads", "--concurrency", "6") as worker:
+        answer = json.loads((tmp_path / "celery-pool.json").read_text(encoding="utf-8"))
+        rows = fleet_rows(redis_db, lambda rows: any(r["pid"] == worker.pid for r in rows))
 
     assert answer["pid"] == worker.proc.pid
     assert answer["concurrency"] == {
@@ -197,3 +241,35 @@ def test_celery_threads_worker_sizes_its_pool(redis_db: RedisDB, tmp_path: Path)
     }
     [pool] = answer["pools"]
     assert pool["max_connections"] == 8
+    [row] = [row for row in rows if row["pid"] == worker.pid]
+    assert (row["role"], row["max_connections"], row["stale"]) == ("celery", 8, False)
+
+
+@pytest.mark.gunicorn
+def test_celery_prefork_children_each_size_their_pool(redis_db: RedisDB, tmp_path: Path) -> None:
+    """``--pool prefork --concurrency 2``: the parent and each child, 1 + 2 connections each."""
+    from celery import Celery
+
+    with celery_worker(redis_db, tmp_path, "--pool", "prefork", "--concurrency", "2") as worker:
+        sender = Celery(broker=redis_db.url)
+        try:
+            children: set[int] = set()
+
+            def both_children_ran_tasks() -> bool:
+                for _ in range(8):
+                    sender.send_task("testproject.touch")
+                with redis_db.server.client(redis_db.db, decode_responses=True) as client:
+                    keys = client.keys(":1:testproject:touch:*")
+                children.update(int(str(key).rsplit(":", 1)[1]) for key in keys)
+                return len(children - {worker.pid}) >= 2
+
+            wait_for(both_children_ran_tasks, READY_TIMEOUT, "tasks run in both children")
+        finally:
+            sender.close()
+        wanted = children | {worker.pid}
+        rows = fleet_rows(redis_db, lambda rows: wanted <= {r["pid"] for r in rows})
+
+    by_pid = {row["pid"]: row for row in rows if row["pid"] in wanted}
+    assert len(by_pid) == 3
+    for row in by_pid.values():
+        assert (row["role"], row["max_connections"], row["stale"]) == ("celery", 3, False), row

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 COLUMNS = (
+    ("ROLE", "role"),
     ("HOST", "host"),
     ("PID", "pid"),
     ("CONNS", "connections"),
