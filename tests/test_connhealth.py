@@ -766,6 +766,7 @@ def test_idle_gunicorn_workers_stay_in_the_fleet(redis_db: RedisDB, tmp_path: Pa
     assert sorted(rows) == sorted(workers)
     for row in rows.values():
         assert row["stale"] is False, row
+        assert row["role"] == "web", row
         assert row["age_seconds"] is not None
         assert row["age_seconds"] <= 2, row
         assert row["max_connections"] == 6, row

@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
+import time
 import types
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
 
 from django_connhealth import defaults
 from django_connhealth.servers.uwsgi import running_uwsgi_options
@@ -28,7 +30,14 @@ from django_connhealth.sizing import (
 )
 from testproject.supervisor import NotReady, free_port, start
 from testproject.traffic import get
-from tests.helpers import MALFORMED_COUNTS, READY_TIMEOUT, STOP_TIMEOUT, pools_of_every_worker
+from tests.helpers import (
+    MALFORMED_COUNTS,
+    READY_TIMEOUT,
+    STOP_TIMEOUT,
+    pools_of_every_worker,
+    redis_caches,
+    report_json,
+)
 from tests.servers import ROOT, child_env
 
 if TYPE_CHECKING:
@@ -169,3 +178,55 @@ def test_uwsgi_workers_size_their_pools(redis_db: RedisDB, tmp_path: Path) -> No
         [pool] = answer["pools"]
         assert pool["max_connections"] == 6, (pid, pool)
         assert pool["timeouts"] == 0, (pid, pool)
+
+
+@pytest.mark.gunicorn
+@pytest.mark.parametrize("master", [["--master"], []], ids=["master", "no master"])
+def test_idle_uwsgi_workers_keep_publishing(
+    redis_db: RedisDB, tmp_path: Path, master: list[str]
+) -> None:
+    """Without --enable-threads: threads the app starts in a worker run (uWSGI 2.0.31 here)."""
+    env = child_env(
+        REDIS_URL=redis_db.url, TESTPROJECT_VAR_DIR=str(tmp_path), CONNHEALTH_PUBLISH_SECONDS="1"
+    )
+    with uwsgi([*master, "--processes", "2"], env, tmp_path / "uwsgi.log", workers=2) as (
+        base,
+        workers,
+    ):
+        pools_of_every_worker(base, workers)
+        time.sleep(5)  # five intervals without a request: a record lives three
+        with override_settings(CACHES=redis_caches(redis_db.url)):
+            report, code = report_json()
+    assert code == 0
+    rows = {row["pid"]: row for row in report["caches"]["default"]["processes"]}
+    assert sorted(rows) == sorted(workers)
+    for row in rows.values():
+        assert (row["role"], row["max_connections"], row["stale"]) == ("web", 3, False), row
+    assert report["caches"]["default"]["fleet"]["max_connections"] == 6
+
+
+@pytest.mark.gunicorn
+def test_uwsgi_ini_file_sizes_the_pools(redis_db: RedisDB, tmp_path: Path) -> None:
+    """``processes = 3``, ``threads = 2`` in an ini file: each worker's pool holds 2 + 2."""
+    ini = tmp_path / "uwsgi.ini"
+    ini.write_text("[uwsgi]\nmaster = true\nprocesses = 3\nthreads = 2\n")
+    env = child_env(
+        REDIS_URL=redis_db.url, TESTPROJECT_VAR_DIR=str(tmp_path), CONNHEALTH_PUBLISH_SECONDS="1"
+    )
+    with uwsgi(["--ini", str(ini)], env, tmp_path / "uwsgi.log", workers=3) as (base, workers):
+        answers = pools_of_every_worker(base, workers)
+        with override_settings(CACHES=redis_caches(redis_db.url)):
+            report, code = report_json()
+    assert sorted(answers) == sorted(workers)
+    for answer in answers.values():
+        assert answer["concurrency"]["sources"] == {
+            "workers": "uwsgi",
+            "threads": "uwsgi",
+            "worker_class": "uwsgi",
+        }
+        [pool] = answer["pools"]
+        assert pool["max_connections"] == 4
+    assert code == 0
+    rows = report["caches"]["default"]["processes"]
+    assert sorted(row["pid"] for row in rows) == sorted(workers)
+    assert {row["max_connections"] for row in rows} == {4}
