@@ -16,7 +16,7 @@ from django_connhealth import defaults
 from django_connhealth.servers.asgi import asgi_concurrency, asgi_server
 from django_connhealth.sizing import Concurrency, process_role, resolve_concurrency
 from testproject.supervisor import NotReady, free_port, start
-from testproject.traffic import get
+from testproject.traffic import fan_out, get
 from tests.helpers import (
     MALFORMED_COUNTS,
     READY_TIMEOUT,
@@ -252,6 +252,10 @@ def test_uvicorn_workers_size_their_pools(
     env = child_env(REDIS_URL=redis_db.url, TESTPROJECT_VAR_DIR=str(tmp_path))
     args = ["--workers", "2", *limit]
     with uvicorn(args, env, tmp_path / "uvicorn.log", workers=2) as (base, workers):
+        pools_of_every_worker(base, workers)
+        # As many sync requests at once as one worker's pool is sized for (more, and a
+        # worker past --limit-concurrency answers 503 itself): wherever they land, no wait.
+        statuses = [status for status, _ in fan_out([f"{base}/work"] * threads * 8, threads)]
         answers = pools_of_every_worker(base, workers)
 
     assert len(workers) == 2
@@ -266,4 +270,5 @@ def test_uvicorn_workers_size_their_pools(
         }, pid
         [pool] = answer["pools"]
         assert pool["max_connections"] == threads + 2, (pid, pool)
-        assert pool["timeouts"] == 0, (pid, pool)
+        assert (pool["waits"], pool["timeouts"]) == (0, 0), (pid, pool)
+    assert set(statuses) == {200}
