@@ -29,7 +29,7 @@ from django_connhealth.sizing import (
     resolve_concurrency,
 )
 from testproject.supervisor import NotReady, free_port, start
-from testproject.traffic import get
+from testproject.traffic import fan_out, get
 from tests.helpers import (
     MALFORMED_COUNTS,
     READY_TIMEOUT,
@@ -164,7 +164,11 @@ def test_uwsgi_workers_size_their_pools(redis_db: RedisDB, tmp_path: Path) -> No
     env = child_env(REDIS_URL=redis_db.url, TESTPROJECT_VAR_DIR=str(tmp_path))
     args = ["--master", "--processes", "2", "--threads", "4"]
     with uwsgi(args, env, tmp_path / "uwsgi.log", workers=2) as (base, workers):
+        pools_of_every_worker(base, workers)
+        # as many requests at once as the workers have threads: none waits for the pool
+        statuses = [status for status, _ in fan_out([f"{base}/work"] * 64, 8)]
         answers = pools_of_every_worker(base, workers)
+    assert set(statuses) == {200}
 
     assert sorted(answers) == sorted(workers)
     for pid, answer in answers.items():
@@ -177,7 +181,7 @@ def test_uwsgi_workers_size_their_pools(redis_db: RedisDB, tmp_path: Path) -> No
         }, pid
         [pool] = answer["pools"]
         assert pool["max_connections"] == 6, (pid, pool)
-        assert pool["timeouts"] == 0, (pid, pool)
+        assert (pool["waits"], pool["timeouts"]) == (0, 0), (pid, pool)
 
 
 @pytest.mark.gunicorn
