@@ -51,9 +51,9 @@ def _raw(name: str) -> Any:
     return value
 
 
-def _seconds(name: str, default: float, *, zero: bool) -> float:
+def _seconds(name: str, default: float, *, zero: bool, minimum: float = 0.0) -> float:
     value = _raw(name)
-    return default if value is None else parse_seconds(name, value, zero=zero)
+    return default if value is None else parse_seconds(name, value, zero=zero, minimum=minimum)
 
 
 class Settings:
@@ -75,7 +75,12 @@ class Settings:
 
     @property
     def CONNHEALTH_PUBLISH_SECONDS(self) -> float:
-        return _seconds("CONNHEALTH_PUBLISH_SECONDS", defaults.PUBLISH_SECONDS, zero=True)
+        return _seconds(
+            "CONNHEALTH_PUBLISH_SECONDS",
+            defaults.PUBLISH_SECONDS,
+            zero=True,
+            minimum=defaults.PUBLISH_MIN_SECONDS,
+        )
 
     @property
     def CONNHEALTH_CACHE_SECONDS(self) -> float:

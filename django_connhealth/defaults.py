@@ -61,8 +61,10 @@ CLIENT_NAME_PREFIX = "connhealth"
 #: Seconds a readiness answer may take (the Kubernetes probe default).
 CHECK_TIMEOUT = 1.0
 
-#: Seconds between two publications of a process's pool figures.
+#: Seconds between two publications of a process's pool figures, and the
+#: shortest interval accepted: each publication is a write and a thread per pool.
 PUBLISH_SECONDS = 10.0
+PUBLISH_MIN_SECONDS = 0.1
 
 #: The heartbeat looks for due publications this many times per interval, and
 #: at least every second, at most every this many seconds.

@@ -32,7 +32,7 @@ from django_connhealth.errors import (
     PoolTimeoutError as PoolTimeoutError,  # re-exported: callers catch it from here
 )
 from django_connhealth.naming import client_name
-from django_connhealth.redispy import is_open, own_pool, set_client_name
+from django_connhealth.redispy import is_open, own_pool, set_client_name, set_up
 from django_connhealth.slots import CountingQueue as CountingQueue  # re-exported
 
 if TYPE_CHECKING:
@@ -275,7 +275,7 @@ def _connect_named(
     if inner is not None:
         inner(connection)
     else:
-        connection.on_connect()
+        set_up(connection)
     if not name:
         return
     try:

@@ -60,6 +60,21 @@ def set_client_name(connection: Any, name: str) -> None:
     real_connection(connection).client_name = name
 
 
+def set_up(connection: Any) -> None:
+    """A new connection's set-up (HELLO or AUTH, SELECT, ...), as redis-py runs it on connect.
+
+    redis-py 8's ``on_connect()`` health-checks every command it sends: on a
+    fresh connection that a server refuses (``NOAUTH``), the health check's
+    PING reconnects, and so sets up again, without end (a RecursionError).
+    redis-py runs its own set-up without the health check; so does this.
+    """
+    check_health_variant = getattr(connection, "on_connect_check_health", None)
+    if check_health_variant is None:  # redis-py before 6
+        connection.on_connect()
+    else:
+        check_health_variant(check_health=False)
+
+
 def holds_unread_reply(connection: Any) -> bool:
     """Whether redis-py's parser on ``connection`` holds a reply nobody has read.
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from redis.exceptions import NoPermissionError, RedisError, ResponseError
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisError, ResponseError
 
 from django_connhealth import defaults
 from django_connhealth.adapters.registry import sized_aliases
@@ -54,6 +54,37 @@ def _refused(exc: RedisError) -> bool:
     return (
         isinstance(exc, NoPermissionError) or "NOPERM" in str(exc) or "unknown command" in str(exc)
     )
+
+
+#: Refusals of a server that answered: the errors and words that say so, what it
+#: refused, and the fix.
+REFUSALS: tuple[tuple[tuple[type[Exception], ...], tuple[str, ...], str, str], ...] = (
+    (
+        (),
+        ("max number of clients reached",),
+        "refused the connection: its maxclients is reached",
+        "raise maxclients (CONFIG SET maxclients, and in its config file), or make the "
+        "fleet's pools fit under it: fleet.max_connections in this command's last report "
+        "is what they may open, plus a rolling deploy's surge.",
+    ),
+    (
+        (AuthenticationError,),
+        ("wrongpass", "invalid password", "invalid username-password", "noauth"),
+        "refused the credentials",
+        "check the password (and user name) in LOCATION or OPTIONS['PASSWORD'].",
+    ),
+)
+
+
+def failure(exc: BaseException, error: str) -> str:
+    """What went wrong talking to a server, said as what it refused when it answered."""
+    if isinstance(exc, ResponseError) and _refused(exc):
+        return f"refused by the server's ACL: {error}"
+    text = str(exc).lower()
+    for errors, markers, what, fix in REFUSALS:
+        if isinstance(exc, errors) or any(marker in text for marker in markers):
+            return f"{what}: {error}. Fix: {fix}"
+    return f"unreachable: {error}"
 
 
 def _answers_ping(client: Redis) -> bool:
@@ -238,8 +269,7 @@ def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me
             if not (refused and _answers_ping(client)):
                 report["status"] = "fail"
                 entry["error"] = error
-                what = "refused by the server's ACL" if refused else "unreachable"
-                report["notes"].append(f"{entry['location']} {what}: {error}")
+                report["notes"].append(f"{entry['location']} {failure(exc, error)}")
                 continue
             server = {"connected_clients": None, "maxclients": None}
             report["notes"].append(

@@ -118,6 +118,8 @@ def _begin(request: HttpRequest) -> HttpResponse | tuple[bool, float, float]:
     except ImproperlyConfigured as exc:
         return _misconfigured(request, exc, detail=False)
     try:
+        # Read for its error only: a malformed interval stops publishing, and must not pass.
+        conf.CONNHEALTH_PUBLISH_SECONDS  # noqa: B018
         return detail, conf.CONNHEALTH_CHECK_TIMEOUT, conf.CONNHEALTH_CACHE_SECONDS
     except ImproperlyConfigured as exc:
         return _misconfigured(request, exc, detail)

@@ -155,6 +155,25 @@ def test_token_setting_refuses_other_types(value: object) -> None:
     assert "t0k3n" not in str(excinfo.value)
 
 
+@pytest.mark.parametrize("value", [0.001, 0.05, "0.099"])
+def test_publish_interval_below_the_minimum_is_refused(value: object) -> None:
+    from django.test import override_settings
+
+    with (
+        override_settings(CONNHEALTH_PUBLISH_SECONDS=value),
+        pytest.raises(SettingError) as excinfo,
+    ):
+        conf.CONNHEALTH_PUBLISH_SECONDS  # noqa: B018 -- the property raises
+    assert str(excinfo.value) == (
+        f"CONNHEALTH_PUBLISH_SECONDS={value!r} is not valid: set it to a number of seconds "
+        f"from {defaults.PUBLISH_MIN_SECONDS:g} to {defaults.MAX_SECONDS:g}, or unset it."
+    )
+    with override_settings(CONNHEALTH_PUBLISH_SECONDS=defaults.PUBLISH_MIN_SECONDS):
+        assert conf.CONNHEALTH_PUBLISH_SECONDS == defaults.PUBLISH_MIN_SECONDS
+    with override_settings(CONNHEALTH_PUBLISH_SECONDS=0):  # off
+        assert conf.CONNHEALTH_PUBLISH_SECONDS == 0
+
+
 def test_settings_are_read_again_after_forget() -> None:
     from django.conf import settings
 

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from tests.conftest import RedisDB, StartRedis
-    from tests.redis_server import SilentListener
+    from tests.redis_server import RedisServer, SilentListener
 
 PID = os.getpid()
 # Not resolved: under tox, the directory of links tests/import_root.py makes, so a
@@ -958,3 +959,50 @@ def test_alias_whose_pools_cannot_be_built_is_failing_not_a_traceback() -> None:
         "its pools cannot be built: SENTINELS must be provided as a list of (host, port)."
     ]
     assert [pool["location"] for pool in alias["pools"]] == ["redis://mymaster/0"]
+
+
+# ------------------------------------------------------------ refused, not unreachable
+
+
+def test_maxclients_reached_is_said_with_the_fix(start_redis: StartRedis) -> None:
+    server = start_redis(extra_args=["--maxclients", "2"])
+    held = [socket.create_connection((server.host, server.port)) for _ in range(2)]
+    try:
+        wait_for(lambda: server_full(server), what="the server full")
+        with override_settings(CACHES=redis_caches(server.url)):
+            report, code = report_json()
+    finally:
+        for sock in held:
+            sock.close()
+    assert code == 1
+    [note] = report["caches"]["default"]["notes"]
+    assert note.startswith(
+        f"redis://{server.host}:{server.port}/0 refused the connection: its maxclients is reached"
+    ), note
+    assert "Fix: raise maxclients" in note
+    assert "unreachable" not in note
+
+
+def server_full(server: RedisServer) -> bool:
+    """Whether the server refuses one more client (it answers, then closes)."""
+    with socket.create_connection((server.host, server.port)) as probe:
+        probe.settimeout(2)
+        probe.sendall(b"PING\r\n")
+        return b"max number of clients" in probe.recv(200)
+
+
+@pytest.mark.parametrize("given", ["wrong", None], ids=["wrong password", "no password"])
+def test_refused_credentials_are_said_with_the_fix(
+    start_redis: StartRedis, given: str | None
+) -> None:
+    server = start_redis(password="r1ght-secret")
+    auth = f":{given}@" if given else ""
+    url = f"redis://{auth}{server.host}:{server.port}/0"
+    with override_settings(CACHES=redis_caches(url)):
+        report, code = report_json()
+    assert code == 1
+    [note] = report["caches"]["default"]["notes"]
+    assert " refused the credentials: " in note, note
+    assert "Fix: check the password" in note
+    assert "unreachable" not in note
+    assert "wrong" not in note.replace(" refused", "")  # the password never shows

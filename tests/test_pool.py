@@ -717,3 +717,34 @@ def test_users_own_redis_connect_func_runs_and_the_refusal_still_leaves_it_worki
         assert default_cache.get("k") == "v"
         assert pool_of(default_cache).name_refused is True
     assert calls == [None]
+
+
+@pytest.mark.parametrize("extra", [[], ["--maxclients", "1"]], ids=["no password", "full"])
+def test_a_refused_connection_raises_the_servers_error(
+    start_redis: StartRedis, extra: list[str]
+) -> None:
+    """A server that refuses a new connection (NOAUTH, maxclients): its error, once.
+
+    redis-py 8's own set-up health-checks each command it sends, and the check's
+    reconnect sets up again: without end, a RecursionError on every request.
+    """
+    password = None if extra else "r1ght-secret"
+    server = start_redis(password=password, extra_args=extra)
+    url = f"redis://{server.host}:{server.port}/0"  # no password given
+    holder = redis.Redis(host=server.host, port=server.port, password=password)
+    if extra:
+        holder.ping()  # takes the only client slot
+    try:
+        # as sized_caches() fills it: a health check interval and retries
+        pool = SizedConnectionPool.from_url(
+            url, max_connections=2, timeout=0.5, health_check_interval=30, connhealth_retries=2
+        )
+        client = redis.Redis(connection_pool=pool)
+        with pytest.raises(redis.ConnectionError) as excinfo:  # AuthenticationError too
+            client.ping()
+        assert not isinstance(excinfo.value.__context__, RecursionError)
+        text = str(excinfo.value).lower()
+        assert ("authenticat" in text) if not extra else ("max number of clients" in text), text
+        pool.disconnect()
+    finally:
+        holder.close()

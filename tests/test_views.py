@@ -246,6 +246,9 @@ MALFORMED = [
     ("CONNHEALTH_CHECK_TIMEOUT", float("nan")),
     ("CONNHEALTH_CACHE_SECONDS", "x"),
     ("CONNHEALTH_CACHE_SECONDS", -1),
+    # a malformed interval stops publishing: readiness must not pass meanwhile
+    ("CONNHEALTH_PUBLISH_SECONDS", "abc"),
+    ("CONNHEALTH_PUBLISH_SECONDS", 0.001),  # below the minimum
     ("CONNHEALTH_TOKEN", 123),
 ]
 
