@@ -28,11 +28,12 @@ from redis.retry import Retry
 
 from django_connhealth import defaults
 from django_connhealth.conf import client_host
+from django_connhealth.connect import on_connect
 from django_connhealth.errors import (
     PoolTimeoutError as PoolTimeoutError,  # re-exported: callers catch it from here
 )
 from django_connhealth.naming import client_name
-from django_connhealth.redispy import is_open, own_pool, set_client_name, set_up
+from django_connhealth.redispy import is_open, own_pool, real_connection, set_client_name
 from django_connhealth.slots import CountingQueue as CountingQueue  # re-exported
 
 if TYPE_CHECKING:
@@ -49,7 +50,10 @@ class PoolFigures:
     """One reading of a pool's counters."""
 
     max_connections: int
+    #: connects (a connection that reconnects counts again)
     created: int
+    #: connects of a connection that had been connected before (churn)
+    reconnects: int
     in_use: int
     idle: int
     peak_in_use: int
@@ -109,13 +113,14 @@ class SizedConnectionPool(BlockingConnectionPool):
             connection_kwargs.setdefault("retry_on_error", [RedisConnectionError])
         self.alias = connhealth_alias
         self.host = connhealth_host or client_host({})
-        self._name_connections = "client_name" not in connection_kwargs
+        #: whether this pool names its connections (not when the user gave a client_name)
+        self.owns_names = "client_name" not in connection_kwargs
+        self._name_connections = self.owns_names
         self.name_refused = False
-        if self._name_connections:
-            # The pool held weakly: the registry must see a dropped pool go.
-            connection_kwargs["redis_connect_func"] = functools.partial(
-                _connect_named, weakref.ref(self), connection_kwargs.get("redis_connect_func")
-            )
+        # The pool held weakly: the registry must see a dropped pool go.
+        connection_kwargs["redis_connect_func"] = functools.partial(
+            on_connect, weakref.ref(self), connection_kwargs.get("redis_connect_func")
+        )
         super().__init__(
             max_connections=max_connections,
             timeout=timeout,
@@ -174,14 +179,21 @@ class SizedConnectionPool(BlockingConnectionPool):
                 str(exc).splitlines()[0][:200],
             )
 
+    def connected(self, connection: Any) -> None:
+        """Count a connect of ``connection``: every one, and those after its first."""
+        real = real_connection(connection)
+        with self.slots.mutex:
+            self.slots.created += 1
+            if getattr(real, "connhealth_connected", False):
+                self.slots.reconnects += 1
+        real.connhealth_connected = True
+
     def client_name(self) -> str:
         """The server-side name of a connection this process opens now."""
         return client_name(self.host, os.getpid(), self.alias)
 
     def make_connection(self) -> Any:
         connection = super().make_connection()
-        with self.slots.mutex:
-            self.slots.created += 1
         if self._name_connections:
             # Named here, not in connection_kwargs: a worker forked from a
             # --preload master must carry its own pid.
@@ -243,6 +255,7 @@ class SizedConnectionPool(BlockingConnectionPool):
             return PoolFigures(
                 max_connections=queue.maxsize,
                 created=queue.created,
+                reconnects=queue.reconnects,
                 in_use=queue.maxsize - len(queue.queue),
                 idle=sum(1 for slot in queue.queue if is_open(slot)),
                 peak_in_use=queue.peak_in_use,
@@ -256,39 +269,6 @@ class SizedConnectionPool(BlockingConnectionPool):
         queue = self.slots
         with queue.mutex:
             queue.peak_in_use = queue.maxsize - len(queue.queue)
-
-
-def _connect_named(
-    pool_ref: weakref.ref[SizedConnectionPool],
-    inner: Callable[[Any], None] | None,
-    connection: Any,
-) -> None:
-    """A connection's set-up (``redis_connect_func``), then its name if the server allows it.
-
-    redis-py would send ``CLIENT SETNAME`` inside the set-up and fail the
-    connection on any refusal (an ACL user without ``client|setname``, a
-    Redis 6 ACL without ``client``, a proxy that knows no ``CLIENT``), and so
-    every request. Here the set-up runs unnamed (a ``redis_connect_func`` of
-    the user's included), and a refused name leaves the connection working.
-    """
-    name, connection.client_name = connection.client_name, None
-    if inner is not None:
-        inner(connection)
-    else:
-        set_up(connection)
-    if not name:
-        return
-    try:
-        connection.send_command("CLIENT", "SETNAME", name, check_health=False)
-        reply = connection.read_response()
-    except ResponseError as exc:  # read whole: the connection is clean
-        pool = pool_ref()
-        if pool is not None:
-            pool.names_refused(exc)
-        return
-    if reply not in (b"OK", "OK"):
-        raise RedisConnectionError("Error setting client name")
-    connection.client_name = name
 
 
 # -- the hook and the registry of this process's pools -------------------------------

@@ -31,6 +31,7 @@ class CountingQueue(LifoQueue[Any]):
     def __init__(self, maxsize: int = 0) -> None:
         super().__init__(maxsize)
         self.created = 0
+        self.reconnects = 0
         self.peak_in_use = 0
         self.waits = 0
         self.wait_seconds = 0.0

@@ -49,6 +49,7 @@ RECORD_KEYS = {
     "alias",
     "max_connections",
     "created",
+    "reconnects",
     "in_use",
     "idle",
     "peak_in_use",
