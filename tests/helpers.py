@@ -32,7 +32,7 @@ from redis.sentinel import SentinelConnectionPool
 from django_connhealth import defaults, sized_caches
 from django_connhealth.pool import SizedConnectionPool
 from testproject.demo import gunicorn_no_control_socket
-from testproject.supervisor import NotReady, free_port, start
+from testproject.supervisor import Child, NotReady, free_port, start
 from testproject.traffic import fan_out, get
 from tests.servers import ROOT
 
@@ -358,31 +358,50 @@ BOOTED = re.compile(r"Booting worker with pid: (\d+)")
 
 
 @contextlib.contextmanager
+def serving(
+    name: str,
+    cmd: Sequence[str],
+    env: dict[str, str],
+    log_path: Path,
+    workers: int,
+    booted: re.Pattern[str],
+) -> Iterator[tuple[str, Child, list[int]]]:
+    """A server of testproject on a free port (``{port}`` in ``cmd``), once ``workers``
+    log lines match ``booted`` (each with a pid) and it answers ``/ok``.
+
+    Yields its base URL, its process and the pids the log named.
+    """
+    port = free_port()
+    cmd = [part.replace("{port}", str(port)) for part in cmd]
+    base = f"http://127.0.0.1:{port}"
+
+    def pids() -> list[int]:
+        return [int(pid) for pid in booted.findall(log_path.read_text(errors="replace"))]
+
+    server = start(cmd, name=name, log=log_path, env=env, cwd=ROOT)
+    try:
+        try:
+            server.wait_until(
+                lambda: len(pids()) >= workers and get(f"{base}/ok")[0] == 200,
+                READY_TIMEOUT,
+                f"starting {workers} workers and answering /ok",
+            )
+        except NotReady as error:
+            pytest.fail(str(error))
+        yield base, server, pids()
+    finally:
+        server.stop(STOP_TIMEOUT)
+
+
+@contextlib.contextmanager
 def gunicorn(
     args: Sequence[str], env: dict[str, str], log_path: Path, workers: int
 ) -> Iterator[tuple[str, subprocess.Popen[bytes], list[int]]]:
     """testproject.wsgi under gunicorn: (base URL, master, worker pids), once all booted."""
-    port = free_port()
     cmd = [sys.executable, "-m", "gunicorn", *args, *gunicorn_no_control_socket()]
-    cmd += ["-b", f"127.0.0.1:{port}", "testproject.wsgi"]
-    base = f"http://127.0.0.1:{port}"
-
-    def booted() -> list[int]:
-        return [int(pid) for pid in BOOTED.findall(log_path.read_text(errors="replace"))]
-
-    master = start(cmd, name="gunicorn", log=log_path, env=env, cwd=ROOT)
-    try:
-        try:
-            master.wait_until(
-                lambda: len(booted()) >= workers and get(f"{base}/ok")[0] == 200,
-                READY_TIMEOUT,
-                f"booting {workers} workers and answering /ok",
-            )
-        except NotReady as error:
-            pytest.fail(str(error))
-        yield base, master.proc, booted()
-    finally:
-        master.stop(STOP_TIMEOUT)
+    cmd += ["-b", "127.0.0.1:{port}", "testproject.wsgi"]
+    with serving("gunicorn", cmd, env, log_path, workers, BOOTED) as (base, master, pids):
+        yield base, master.proc, pids
 
 
 def pools_of_every_worker(base: str, workers: Sequence[int]) -> dict[int, dict[str, Any]]:

@@ -15,15 +15,13 @@ from hypothesis import strategies as st
 from django_connhealth import defaults
 from django_connhealth.servers.asgi import asgi_concurrency, asgi_server
 from django_connhealth.sizing import Concurrency, process_role, resolve_concurrency
-from testproject.supervisor import NotReady, free_port, start
-from testproject.traffic import fan_out, get
+from testproject.traffic import fan_out
 from tests.helpers import (
     MALFORMED_COUNTS,
-    READY_TIMEOUT,
-    STOP_TIMEOUT,
     pools_of_every_worker,
+    serving,
 )
-from tests.servers import ROOT, child_env
+from tests.servers import child_env
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -215,29 +213,12 @@ def uvicorn(
     args: list[str], env: dict[str, str], log: Path, workers: int
 ) -> Iterator[tuple[str, list[int]]]:
     """testproject.asgi under ``python -m uvicorn``: (base URL, worker pids), once all started."""
-    port = free_port()
     cmd = [sys.executable, "-m", "uvicorn", "testproject.asgi:application", *args]
-    cmd += ["--host", "127.0.0.1", "--port", str(port)]
-    base = f"http://127.0.0.1:{port}"
-
-    def started() -> list[int]:
-        return [int(pid) for pid in STARTED.findall(log.read_text(errors="replace"))]
-
-    server = start(cmd, name="uvicorn", log=log, env=env, cwd=ROOT)
-    try:
-        try:
-            server.wait_until(
-                lambda: len(started()) >= workers and get(f"{base}/ok")[0] == 200,
-                READY_TIMEOUT,
-                f"starting {workers} workers and answering /ok",
-            )
-        except NotReady as error:
-            pytest.fail(str(error))
+    cmd += ["--host", "127.0.0.1", "--port", "{port}"]
+    with serving("uvicorn", cmd, env, log, workers, STARTED) as (base, server, pids):
         # uvicorn --workers logs "Started parent process" for itself
-        assert server.proc.pid not in started()
-        yield base, started()
-    finally:
-        server.stop(STOP_TIMEOUT)
+        assert server.proc.pid not in pids
+        yield base, pids
 
 
 @pytest.mark.gunicorn

@@ -28,17 +28,15 @@ from django_connhealth.sizing import (
     process_role,
     resolve_concurrency,
 )
-from testproject.supervisor import NotReady, free_port, start
-from testproject.traffic import fan_out, get
+from testproject.traffic import fan_out
 from tests.helpers import (
     MALFORMED_COUNTS,
-    READY_TIMEOUT,
-    STOP_TIMEOUT,
     pools_of_every_worker,
     redis_caches,
     report_json,
+    serving,
 )
-from tests.servers import ROOT, child_env
+from tests.servers import child_env
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -134,28 +132,11 @@ def uwsgi(
     """testproject.wsgi under uWSGI: (base URL, worker pids), once all spawned and answering."""
     if not UWSGI.exists():
         pytest.skip("uwsgi is not installed beside this interpreter")
-    port = free_port()
     # --die-on-term: uWSGI reloads on SIGTERM otherwise; --home: this environment's packages
     cmd = [str(UWSGI), "--die-on-term", "--need-app", "--home", sys.prefix, *args]
-    cmd += ["--http-socket", f"127.0.0.1:{port}", "--module", "testproject.wsgi:application"]
-    base = f"http://127.0.0.1:{port}"
-
-    def spawned() -> list[int]:
-        return [int(pid) for pid in SPAWNED.findall(log.read_text(errors="replace"))]
-
-    server = start(cmd, name="uwsgi", log=log, env=env, cwd=ROOT)
-    try:
-        try:
-            server.wait_until(
-                lambda: len(spawned()) >= workers and get(f"{base}/ok")[0] == 200,
-                READY_TIMEOUT,
-                f"spawning {workers} workers and answering /ok",
-            )
-        except NotReady as error:
-            pytest.fail(str(error))
-        yield base, spawned()
-    finally:
-        server.stop(STOP_TIMEOUT)
+    cmd += ["--http-socket", "127.0.0.1:{port}", "--module", "testproject.wsgi:application"]
+    with serving("uwsgi", cmd, env, log, workers, SPAWNED) as (base, _, pids):
+        yield base, pids
 
 
 @pytest.mark.gunicorn
