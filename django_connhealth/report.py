@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from redis.exceptions import AuthenticationError, NoPermissionError, RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from django_connhealth import defaults
 from django_connhealth.adapters.registry import sized_aliases
@@ -23,6 +23,7 @@ from django_connhealth.conf import client_host
 from django_connhealth.naming import parse_client_name
 from django_connhealth.publish import index_key
 from django_connhealth.redact import scrub
+from django_connhealth.refusals import failure, refused_by_acl
 from django_connhealth.sentinel import SizedSentinelPool
 
 if TYPE_CHECKING:
@@ -48,43 +49,6 @@ class Me:
     @classmethod
     def here(cls) -> Me:
         return cls(client_host(os.environ), os.getpid())
-
-
-def _refused(exc: RedisError) -> bool:
-    return (
-        isinstance(exc, NoPermissionError) or "NOPERM" in str(exc) or "unknown command" in str(exc)
-    )
-
-
-#: Refusals of a server that answered: the errors and words that say so, what it
-#: refused, and the fix.
-REFUSALS: tuple[tuple[tuple[type[Exception], ...], tuple[str, ...], str, str], ...] = (
-    (
-        (),
-        ("max number of clients reached",),
-        "refused the connection: its maxclients is reached",
-        "raise maxclients (CONFIG SET maxclients, and in its config file), or make the "
-        "fleet's pools fit under it: fleet.max_connections in this command's last report "
-        "is what they may open, plus a rolling deploy's surge.",
-    ),
-    (
-        (AuthenticationError,),
-        ("wrongpass", "invalid password", "invalid username-password", "noauth"),
-        "refused the credentials",
-        "check the password (and user name) in LOCATION or OPTIONS['PASSWORD'].",
-    ),
-)
-
-
-def failure(exc: BaseException, error: str) -> str:
-    """What went wrong talking to a server, said as what it refused when it answered."""
-    if isinstance(exc, ResponseError) and _refused(exc):
-        return f"refused by the server's ACL: {error}"
-    text = str(exc).lower()
-    for errors, markers, what, fix in REFUSALS:
-        if isinstance(exc, errors) or any(marker in text for marker in markers):
-            return f"{what}: {error}. Fix: {fix}"
-    return f"unreachable: {error}"
 
 
 def _answers_ping(client: Redis) -> bool:
@@ -176,9 +140,39 @@ def processes(
         row["age_seconds"] = record.get("age_seconds")
         row["stale"] = bool(record.get("stale"))
         row["named"] = not unnamed
+        row["ghost_connections"] = ghosts(row)
         rows.append(row)
     # Grouped by role (web, celery, other, then unknown), each by host and pid.
     return sorted(rows, key=lambda row: (ROLES.get(row["role"], len(ROLES)), host_pid(row)))
+
+
+def ghosts(row: Mapping[str, Any]) -> int | None:
+    """Connections the server holds named for a process beyond those its pool holds.
+
+    A connection the client gave up on (a partition, a client killed mid-reply)
+    stays open on the server until the server's ``timeout`` or ``tcp-keepalive``
+    ends it. Compared with the pool's last publication; unknown without a fresh one.
+    """
+    in_use, idle, count = row.get("in_use"), row.get("idle"), row.get("connections")
+    if row.get("stale") or not (
+        isinstance(in_use, int) and isinstance(idle, int) and isinstance(count, int)
+    ):
+        return None
+    return max(0, count - (in_use + idle))
+
+
+def ghost_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """One note for the processes with ghost connections, and what ends them."""
+    haunted = [
+        f"{r['host']}:{r['pid']} ({r['ghost_connections']})" for r in rows if r["ghost_connections"]
+    ]
+    if not haunted:
+        return []
+    return [
+        f"connections open on the server that their processes' pools no longer hold: "
+        f"{', '.join(haunted)}; the server closes them at its idle `timeout` or when "
+        f"`tcp-keepalive` finds the peer gone (set both)."
+    ]
 
 
 def host_pid(row: Mapping[str, Any]) -> tuple[str, int]:
@@ -264,7 +258,7 @@ def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me
                 entry.update(sentinel.describe())
             server = server_figures(client)
         except (RedisError, OSError) as exc:
-            refused = isinstance(exc, ResponseError) and _refused(exc)
+            refused = isinstance(exc, ResponseError) and refused_by_acl(exc)
             error = scrub(f"{type(exc).__name__}: {exc}", live.secrets)
             if not (refused and _answers_ping(client)):
                 report["status"] = "fail"
@@ -286,7 +280,7 @@ def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me
                 client, pool_alias, me
             )
         except (RedisError, OSError) as exc:
-            if not (isinstance(exc, ResponseError) and _refused(exc)):
+            if not (isinstance(exc, ResponseError) and refused_by_acl(exc)):
                 raise
             connections = None
             report["notes"].append(
@@ -302,6 +296,7 @@ def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me
             )
         report["processes"] = processes(connections, records, me)
         report["notes"] += unnamed_notes(report["processes"], records)
+        report["notes"] += ghost_notes(report["processes"])
         report["fleet"] = fleet(report["processes"], server)
     return report
 

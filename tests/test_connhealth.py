@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import redis
 from django.core.cache import cache as default_cache
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -31,6 +32,7 @@ from django.test import override_settings
 
 from django_connhealth import publish, sized_caches
 from django_connhealth.conf import client_host
+from django_connhealth.naming import client_name
 from testproject import supervisor
 from testproject.supervisor import free_port
 from tests.helpers import (
@@ -74,7 +76,7 @@ SPEC_PROCESS_KEYS = {
     "max_connections",
 }
 #: Keys a ``processes`` entry carries beyond the SPEC's (it allows more).
-EXTRA_PROCESS_KEYS = {"wait_seconds", "stale", "named", "role"}
+EXTRA_PROCESS_KEYS = {"wait_seconds", "stale", "named", "role", "ghost_connections"}
 
 
 # ---------------------------------------------------------------------- helpers
@@ -1006,3 +1008,25 @@ def test_refused_credentials_are_said_with_the_fix(
     assert "Fix: check the password" in note
     assert "unreachable" not in note
     assert "wrong" not in note.replace(" refused", "")  # the password never shows
+
+
+def test_ghost_connections_of_a_process_are_reported(redis_db: RedisDB) -> None:
+    """Connections named for a process that its pool does not hold (as after a partition)."""
+    host = unique_host()
+    with cache_worker(redis_db.url, host, hold=1) as worker:
+        name = client_name(host, worker.pid, "default")
+        ghosts = [redis.Redis.from_url(redis_db.url, client_name=name) for _ in range(2)]
+        try:
+            for ghost in ghosts:
+                ghost.ping()  # connected, and named for the worker
+            with override_settings(CACHES=redis_caches(redis_db.url)):
+                report, code = report_json()
+        finally:
+            for ghost in ghosts:
+                ghost.close()
+    assert code == 0
+    [row] = [row for row in report["caches"]["default"]["processes"] if row["pid"] == worker.pid]
+    held = row["in_use"] + row["idle"]
+    assert row["connections"] == held + 2
+    assert row["ghost_connections"] == 2
+    assert f"{host}:{worker.pid} (2)" in " ".join(report["caches"]["default"]["notes"])

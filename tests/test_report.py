@@ -48,3 +48,20 @@ def test_named_processes_are_counted() -> None:
         "max_connections": 15,
         "warning": "the fleet's pools may open 15 connections, more than maxclients 10",
     }
+
+
+def test_ghost_connections_are_those_beyond_what_the_pool_holds() -> None:
+    records: dict[tuple[str, int], dict[str, Any]] = {
+        ("web-1", 10): {"in_use": 1, "idle": 2, "stale": False},  # holds 3, the server 3
+        ("web-2", 20): {"in_use": 0, "idle": 0, "stale": False},  # holds none, the server 2
+        ("web-3", 30): {"in_use": 1, "idle": 1, "stale": True},  # an old record: unknown
+    }
+    rows = processes({("web-1", 10): 3, ("web-2", 20): 2, ("web-3", 30): 4, ("web-4", 40): 1},
+                     records, ME)  # fmt: skip
+    assert {row["pid"]: row["ghost_connections"] for row in rows} == {
+        10: 0,
+        20: 2,
+        30: None,
+        40: None,  # never published: nothing to compare with
+    }
+    assert processes(None, records, ME)[0]["ghost_connections"] is None  # CLIENT LIST refused
