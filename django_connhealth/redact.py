@@ -13,6 +13,9 @@ _MASK = "***"
 # A password in a query string (``?password=...``) is as secret as one in the netloc.
 _QUERY_SECRET = re.compile(r"(?i)((?:^|&)(?:password|pass|auth)=)[^&]*")
 _QUERY_SECRET_VALUE = re.compile(r"(?i)(?:^|&)(?:password|pass|auth)=([^&]*)")
+# The same anywhere after a ``?`` or ``&``, before the URL is split (values may hold
+# ``@`` or ``#``: up to the next ``&``, a fragment after the password masked with it).
+_RAW_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|pass|auth)=)[^&]*")
 
 
 def redact_url(url: str) -> str:
@@ -21,6 +24,7 @@ def redact_url(url: str) -> str:
     ``redis://user:secret@host:6379/0`` becomes ``redis://user:***@host:6379/0``.
     Text that does not parse as a URL is replaced whole rather than risk a leak.
     """
+    url = _mask_raw_userinfo(url)
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 -- raises ValueError on a malformed port
@@ -48,6 +52,28 @@ def redact_url(url: str) -> str:
         # unix:///tmp/redis.sock as written, not unix:/tmp/redis.sock
         redacted = authority + redacted[len(parts.scheme) + 1 :]
     return redacted
+
+
+def _mask_raw_userinfo(url: str) -> str:
+    """Mask a password written unencoded with ``/``, ``?`` or ``#`` in it.
+
+    ``redis://:123/ss@host/0`` parses as host ``""``, path ``/ss@host/0``: the
+    password would pass as a path. Query passwords are masked first (their
+    value may hold an ``@``); then everything up to the last ``@`` that is not
+    plain userinfo is taken for userinfo, and masked. A path that starts the
+    rest (``unix:///tmp/a@b.sock``) holds no userinfo.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    rest = _RAW_QUERY_SECRET.sub(lambda m: m.group(1) + _MASK, rest)
+    userinfo, at, host = rest.rpartition("@")
+    if not at or userinfo.startswith("/") or not any(c in userinfo for c in "/?#"):
+        return f"{scheme}{sep}{rest}"
+    user, has_password, _ = userinfo.partition(":")
+    if not has_password or any(c in user for c in "/?#"):
+        return f"{scheme}{sep}{_MASK}@{host}"
+    return f"{scheme}{sep}{user}:{_MASK}@{host}"
 
 
 def secrets_of(url: str, options: Mapping[str, Any]) -> tuple[str, ...]:

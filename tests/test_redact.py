@@ -32,6 +32,13 @@ from tests.helpers import PROPERTY
         ("redis://h/0?passwords=1", "redis://h/0?passwords=1"),
         ("redis://secret@h/0", "redis://***@h/0"),
         ("redis://:p@ss@h/0", "redis://:***@h/0"),
+        # passwords written unencoded, with what would end the userinfo
+        ("redis://:123/ss@host:6379/0", "redis://:***@host:6379/0"),
+        ("redis://user:a?b#c/d@host/0", "redis://user:***@host/0"),
+        ("redis://se/cret@host/0", "redis://***@host/0"),
+        ("redis://h/0?password=a@b", "redis://h/0?password=***"),
+        ("redis://:p?ss@h/0?password=x@y&db=1", "redis://:***@h/0?password=***&db=1"),
+        ("unix:///tmp/a@b.sock?db=1", "unix:///tmp/a@b.sock?db=1"),
         ("redis://h:6379/0", "redis://h:6379/0"),
         ("redis://h", "redis://h"),
         ("http://user@h/", "http://user@h/"),
@@ -84,3 +91,36 @@ def test_redact_url_any_text(url: str) -> None:
     redacted = redact_url(url)
     assert isinstance(redacted, str)
     assert redact_url(redacted) == redacted
+
+
+#: URL forms with the password as written by a user who did not percent-encode it.
+RAW_TEMPLATES = (
+    "redis://:{p}@cache.internal:6379/0",
+    "redis://user:{p}@cache.internal/0",
+    "rediss://default:{p}@cache.internal:6380/1?ssl_cert_reqs=none",
+)
+#: The same in a query string, where an ``&`` would end the value for redis-py too.
+RAW_QUERY_TEMPLATES = (
+    "redis://cache.internal:6379/0?password={p}",
+    "redis://cache.internal:6379/0?db=1&password={p}",
+)
+ANY_CHARACTER = st.text(min_size=3)
+
+
+@PROPERTY
+@given(
+    template_password=st.one_of(
+        st.tuples(st.sampled_from(RAW_TEMPLATES), ANY_CHARACTER),
+        st.tuples(
+            st.sampled_from(RAW_QUERY_TEMPLATES),
+            st.text(alphabet=st.characters(exclude_characters="&"), min_size=3),
+        ),
+    )
+)
+def test_redacted_url_never_contains_a_raw_password(template_password: tuple[str, str]) -> None:
+    """Any character, ``/``, ``?``, ``#``, ``@`` and ``:`` included, unencoded."""
+    template, password = template_password
+    rest = template.replace("{p}", "")
+    assume(password not in rest and password not in "***" and "***" not in password)
+    redacted = redact_url(template.replace("{p}", password))
+    assert password not in redacted
