@@ -51,6 +51,12 @@ class SentinelConnectionFactory(ConnectionFactory, DjangoRedisSentinelConnection
 
     pools: ClassVar[SharedPools[ConnectionPool]] = SharedPools()
 
+    def get_or_create_connection_pool(self, params: dict[str, Any]) -> ConnectionPool:
+        # One service name (``mymaster``, in every tutorial) on two sets of sentinels is two
+        # services: keyed by the sentinels too, not the URL alone as django-redis does.
+        key = (params["url"], repr(self.options.get("SENTINELS")))
+        return self.pools.get(key, lambda: self.get_connection_pool(params))
+
     def get_connection_pool(self, params: dict[str, Any]) -> ConnectionPool:
         """The pool for ``params``, its role (``?is_master``) read out of the URL first.
 
@@ -61,6 +67,8 @@ class SentinelConnectionFactory(ConnectionFactory, DjangoRedisSentinelConnection
         query = parse_qs(url.query, keep_blank_values=True)
         if "is_master" in query:
             is_master = to_bool(query.pop("is_master")[0])
+            if is_master is None:  # blank: the master, as django-redis reads it
+                is_master = True
             bare = urlunsplit(url._replace(query=urlencode(query, doseq=True)))
             params = {**params, "url": bare, "is_master": is_master}
         return super().get_connection_pool(params)

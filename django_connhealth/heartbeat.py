@@ -11,11 +11,14 @@ none beyond the pool's size; the thread holds no lock of the pools.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 
 from django_connhealth import defaults
 from django_connhealth.pool import registry
+
+logger = logging.getLogger("django_connhealth")
 
 
 class Heartbeat:
@@ -31,6 +34,8 @@ class Heartbeat:
         """Start the thread in this process unless it runs; ``interval``: the publish interval."""
         if self._pid == os.getpid():  # the hot path: one comparison
             return
+        if threading.current_thread() is self._thread:
+            return  # a beat of a heartbeat being stopped: it must not start another
         with self._lock:
             if self._pid == os.getpid():
                 return
@@ -53,8 +58,14 @@ class Heartbeat:
         pid = os.getpid()
         while not stopping.wait(tick):
             for pool in registry.pools():
-                if pool.pid == pid:  # used in this process (a parent's pool is not, yet)
+                if stopping.is_set():
+                    return
+                if pool.pid != pid:  # not used in this process (a parent's pool, yet)
+                    continue
+                try:
                     pool.run_due_hook()
+                except Exception:  # one pool's trouble must not stop the others' beat
+                    logger.warning("connhealth: heartbeat of %r failed", pool.alias, exc_info=True)
 
     @property
     def running(self) -> bool:

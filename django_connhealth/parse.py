@@ -72,6 +72,8 @@ def parse_seconds(
     if not valid:
         lowest = f"{minimum:g}" if minimum else ("0" if zero else "more than 0")
         seconds_range = f"a number of seconds from {lowest} to {maximum:g}"
+        if minimum and zero:
+            seconds_range = f"0 (off) or {seconds_range}"
         if flag:
             raise SettingError(f"{name} {value!r} is not valid", f"give {seconds_range}.")
         raise SettingError(

@@ -33,7 +33,13 @@ from django_connhealth.errors import (
     PoolTimeoutError as PoolTimeoutError,  # re-exported: callers catch it from here
 )
 from django_connhealth.naming import client_name
-from django_connhealth.redispy import is_open, own_pool, real_connection, set_client_name
+from django_connhealth.redispy import (
+    forget_connection,
+    is_open,
+    own_pool,
+    real_connection,
+    set_client_name,
+)
 from django_connhealth.slots import CountingQueue as CountingQueue  # re-exported
 
 if TYPE_CHECKING:
@@ -228,6 +234,7 @@ class SizedConnectionPool(BlockingConnectionPool):
             self.slots.put(connection)
             return
         connection.disconnect()
+        forget_connection(self, connection)
         self.slots.put(None)
 
     def disconnect(self, inuse_connections: bool = True) -> None:
@@ -237,10 +244,10 @@ class SizedConnectionPool(BlockingConnectionPool):
             super().disconnect()
             return
         own_pool(self)
-        with self.slots.mutex:
-            free = [slot for slot in self.slots.queue if slot is not None]
-        for connection in free:
-            connection.disconnect()
+        with self.slots.mutex:  # held: none of them can be handed out meanwhile
+            for connection in self.slots.queue:
+                if connection is not None:
+                    connection.disconnect()
 
     def can_ping_inline(self) -> bool:
         """Whether a probe may ping in its own thread: no I/O but the PING's, on an idle

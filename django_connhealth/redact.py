@@ -64,7 +64,7 @@ def _mask_raw_userinfo(url: str) -> str:
     rest (``unix:///tmp/a@b.sock``) holds no userinfo.
     """
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
+    if not sep:
         return url
     rest = _RAW_QUERY_SECRET.sub(lambda m: m.group(1) + _MASK, rest)
     userinfo, at, host = rest.rpartition("@")

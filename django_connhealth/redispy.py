@@ -9,6 +9,7 @@ writes straight to a pooled socket.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import socket
 import time
@@ -55,24 +56,36 @@ def own_pool(pool: Any) -> None:
     pool._checkpid()
 
 
+def forget_connection(pool: Any, connection: Any) -> None:
+    """Drop a connection the pool gave up on from its list of every connection made.
+
+    redis-py's blocking pool keeps each in ``_connections`` for good: a pool
+    that drops connections (a Sentinel pool after a failover, or while no
+    master is named) would keep every one.
+    """
+    with contextlib.suppress(ValueError):
+        pool._connections.remove(connection)
+
+
 def set_client_name(connection: Any, name: str) -> None:
     """Make ``connection`` send ``CLIENT SETNAME name`` when it connects."""
     real_connection(connection).client_name = name
 
 
 def set_up(connection: Any) -> None:
-    """A new connection's set-up (HELLO or AUTH, SELECT, ...), as redis-py runs it on connect.
+    """A new connection's set-up (HELLO or AUTH, SELECT, ...), without health checks.
 
-    redis-py 8's ``on_connect()`` health-checks every command it sends: on a
-    fresh connection that a server refuses (``NOAUTH``), the health check's
-    PING reconnects, and so sets up again, without end (a RecursionError).
-    redis-py runs its own set-up without the health check; so does this.
+    redis-py's ``on_connect()`` health-checks each command it sends once the
+    connection's ``health_check_interval`` is due, as it is on a new one: when
+    the server refuses the set-up (``NOAUTH``, maxclients) the check's PING
+    reconnects, and so sets up again, without end (a RecursionError). A new
+    connection needs no check: the interval is off while it is set up.
     """
-    check_health_variant = getattr(connection, "on_connect_check_health", None)
-    if check_health_variant is None:  # redis-py before 6
+    interval, connection.health_check_interval = connection.health_check_interval, 0
+    try:
         connection.on_connect()
-    else:
-        check_health_variant(check_health=False)
+    finally:
+        connection.health_check_interval = interval
 
 
 def holds_unread_reply(connection: Any) -> bool:

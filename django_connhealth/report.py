@@ -240,7 +240,7 @@ def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me
     configs = adapter.pool_configs(config)
     try:
         pools = adapter.alias_pools(alias, config)
-    except ImproperlyConfigured as exc:  # as every use of the cache would
+    except (ImproperlyConfigured, ValueError, TypeError) as exc:  # as any use would
         report["status"] = "fail"
         report["pools"] = [pool_config.as_dict() for pool_config in configs]
         report["notes"].append(f"its pools cannot be built: {exc}")
@@ -280,12 +280,13 @@ def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me
                 client, pool_alias, me
             )
         except (RedisError, OSError) as exc:
-            if not (isinstance(exc, ResponseError) and refused_by_acl(exc)):
-                raise
             connections = None
+            if isinstance(exc, ResponseError) and refused_by_acl(exc):
+                said = "refused by the server's ACL"
+            else:  # a timeout on a long list, a dropped connection
+                said = scrub(f"failed ({type(exc).__name__}: {exc})", live.secrets)
             report["notes"].append(
-                "CLIENT LIST refused by the server's ACL: connection counts unknown; "
-                "showing published figures."
+                f"CLIENT LIST {said}: connection counts unknown; showing published figures."
             )
         try:
             records = published_records(client, pool_alias)

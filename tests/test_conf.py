@@ -165,8 +165,8 @@ def test_publish_interval_below_the_minimum_is_refused(value: object) -> None:
     ):
         conf.CONNHEALTH_PUBLISH_SECONDS  # noqa: B018 -- the property raises
     assert str(excinfo.value) == (
-        f"CONNHEALTH_PUBLISH_SECONDS={value!r} is not valid: set it to a number of seconds "
-        f"from {defaults.PUBLISH_MIN_SECONDS:g} to {defaults.MAX_SECONDS:g}, or unset it."
+        f"CONNHEALTH_PUBLISH_SECONDS={value!r} is not valid: set it to 0 (off) or a number of "
+        f"seconds from {defaults.PUBLISH_MIN_SECONDS:g} to {defaults.MAX_SECONDS:g}, or unset it."
     )
     with override_settings(CONNHEALTH_PUBLISH_SECONDS=defaults.PUBLISH_MIN_SECONDS):
         assert conf.CONNHEALTH_PUBLISH_SECONDS == defaults.PUBLISH_MIN_SECONDS

@@ -7,18 +7,17 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from django.core.cache import cache as default_cache
 from django.core.cache import caches
 from django.test import override_settings
 
 from django_connhealth import sized_caches
-from django_connhealth.factory import ConnectionFactory
+from django_connhealth.factory import ConnectionFactory, SentinelConnectionFactory
 from django_connhealth.pool import SizedConnectionPool
 from tests.helpers import SLOW, redis_caches
 
 if TYPE_CHECKING:
-    import pytest
-
     from tests.conftest import RedisDB
     from tests.redis_server import RedisServer
 
@@ -132,3 +131,40 @@ def test_disconnect_all_closes_every_connection(redis_db: RedisDB) -> None:
             time.sleep(0.01)
         for pool in pools:
             assert all(not connection._sock for connection in pool._connections)
+
+
+def sentinel_options(sentinels: list[tuple[str, int]], url: str) -> tuple[dict[str, Any], str]:
+    config = sized_caches(
+        {
+            "x": {
+                "BACKEND": "django_redis.cache.RedisCache",
+                "LOCATION": url,
+                "OPTIONS": {"SENTINELS": sentinels},
+            }
+        },
+        environ={},
+    )["x"]
+    return config["OPTIONS"], url
+
+
+def test_one_service_name_on_two_sets_of_sentinels_is_two_pools() -> None:
+    """``mymaster`` is every tutorial's name: the sentinels tell two services apart."""
+    first = SentinelConnectionFactory(sentinel_options([("10.0.0.1", 26379)], URL)[0])
+    second = SentinelConnectionFactory(sentinel_options([("10.0.0.2", 26379)], URL)[0])
+    same = SentinelConnectionFactory(sentinel_options([("10.0.0.1", 26379)], URL)[0])
+    pools = [factory.connect(URL).connection_pool for factory in (first, second, same)]
+    assert pools[0] is not pools[1]
+    assert pools[0] is pools[2]
+
+
+@pytest.mark.parametrize(
+    ("query", "is_master"), [("", True), ("?is_master=", True), ("?is_master=0", False)]
+)
+def test_the_role_is_read_out_of_the_url(query: str, is_master: bool) -> None:
+    options, url = sentinel_options([("10.0.0.3", 26379)], URL + query)
+    pool = SentinelConnectionFactory(options).connect(url).connection_pool
+    assert pool.is_master is is_master  # type: ignore[attr-defined]
+    assert "is_master" not in str(pool.connection_kwargs.get("db", ""))
+
+
+URL = "redis://mymaster/0"

@@ -37,6 +37,7 @@ from tests.helpers import PROPERTY
         ("redis://user:a?b#c/d@host/0", "redis://user:***@host/0"),
         ("redis://se/cret@host/0", "redis://***@host/0"),
         ("redis://h/0?password=a@b", "redis://h/0?password=***"),
+        ("redis://h/0?password=ab#cd", "redis://h/0?password=***"),
         ("redis://:p?ss@h/0?password=x@y&db=1", "redis://:***@h/0?password=***&db=1"),
         ("unix:///tmp/a@b.sock?db=1", "unix:///tmp/a@b.sock?db=1"),
         ("redis://h:6379/0", "redis://h:6379/0"),

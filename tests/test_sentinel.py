@@ -7,6 +7,7 @@ processes (quorum 2) on loopback; the failover ones force a real one with
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -387,3 +388,22 @@ def test_figures_are_published_to_the_master_and_replicas_are_not_written_to(
     assert replica_pool.slots.due_at == math.inf  # never due: it publishes nothing
     errors = sentinel_set.replicas[0].info("errorstats")
     assert "errorstat_READONLY" not in errors, errors
+
+
+@pytest.mark.usefixtures("sentinel_settings")
+def test_connections_dropped_while_no_master_is_named_are_not_kept(
+    sentinel_set: SentinelSet,
+) -> None:
+    """redis-py's blocking pool lists every connection it made: the dropped ones must go.
+
+    With no master ever named (the sentinels down from the start), each failed
+    connect would leave one more behind, for the life of the process.
+    """
+    for sentinel in sentinel_set.sentinels:
+        sentinel.kill()
+    cache = caches["default"]
+    for _ in range(50):
+        with contextlib.suppress(Exception):
+            cache.set("k", "v")  # fails: no master named
+    made: list[Any] = pools()[0]._connections
+    assert len(made) <= pools()[0].max_connections

@@ -82,7 +82,7 @@ def probe_targets(
         if adapter is not None:
             try:
                 pools += adapter.alias_pools(alias, config)
-            except ImproperlyConfigured as exc:  # as every use of the cache would
+            except (ImproperlyConfigured, ValueError, TypeError) as exc:  # as any use would
                 unpinged.append(Unpinged(alias, url, f"its pools cannot be built: {exc}", True))
         elif (reason := unchecked_reason(config)) is not None:
             unpinged.append(Unpinged(alias, url, reason))
