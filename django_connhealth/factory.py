@@ -12,6 +12,8 @@ from redis.connection import to_bool
 from django_connhealth.shared import SharedPools
 
 if TYPE_CHECKING:
+    from collections.abc import Hashable
+
     from redis import ConnectionPool
 
 
@@ -29,7 +31,11 @@ class ConnectionFactory(DjangoRedisConnectionFactory):
     pools: ClassVar[SharedPools[ConnectionPool]] = SharedPools()
 
     def get_or_create_connection_pool(self, params: dict[str, Any]) -> ConnectionPool:
-        return self.pools.get(params["url"], lambda: self.get_connection_pool(params))
+        return self.pools.get(self.pool_key(params), lambda: self.get_connection_pool(params))
+
+    def pool_key(self, params: dict[str, Any]) -> Hashable:
+        """What tells pools apart: the URL, as django-redis keys them."""
+        return str(params["url"])
 
     @classmethod
     def after_fork(cls) -> None:
@@ -51,11 +57,10 @@ class SentinelConnectionFactory(ConnectionFactory, DjangoRedisSentinelConnection
 
     pools: ClassVar[SharedPools[ConnectionPool]] = SharedPools()
 
-    def get_or_create_connection_pool(self, params: dict[str, Any]) -> ConnectionPool:
+    def pool_key(self, params: dict[str, Any]) -> Hashable:
         # One service name (``mymaster``, in every tutorial) on two sets of sentinels is two
         # services: keyed by the sentinels too, not the URL alone as django-redis does.
-        key = (params["url"], repr(self.options.get("SENTINELS")))
-        return self.pools.get(key, lambda: self.get_connection_pool(params))
+        return (params["url"], repr(self.options.get("SENTINELS")))
 
     def get_connection_pool(self, params: dict[str, Any]) -> ConnectionPool:
         """The pool for ``params``, its role (``?is_master``) read out of the URL first.

@@ -19,6 +19,8 @@ from django_connhealth import defaults
 from django_connhealth.pool import registry
 
 logger = logging.getLogger("django_connhealth")
+#: Set in the heartbeat's own thread: stop() forgets the thread before its beat ends.
+_beating = threading.local()
 
 
 class Heartbeat:
@@ -34,8 +36,8 @@ class Heartbeat:
         """Start the thread in this process unless it runs; ``interval``: the publish interval."""
         if self._pid == os.getpid():  # the hot path: one comparison
             return
-        if threading.current_thread() is self._thread:
-            return  # a beat of a heartbeat being stopped: it must not start another
+        if getattr(_beating, "active", False):
+            return  # a beat (maybe of a heartbeat being stopped) never starts another
         with self._lock:
             if self._pid == os.getpid():
                 return
@@ -54,6 +56,7 @@ class Heartbeat:
 
     @staticmethod
     def _beat(stopping: threading.Event, interval: float) -> None:
+        _beating.active = True
         tick = min(max(interval / defaults.HEARTBEAT_TICKS, defaults.HEARTBEAT_MIN_TICK), 1.0)
         pid = os.getpid()
         while not stopping.wait(tick):

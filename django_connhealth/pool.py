@@ -237,6 +237,12 @@ class SizedConnectionPool(BlockingConnectionPool):
         forget_connection(self, connection)
         self.slots.put(None)
 
+    def release(self, connection: Any) -> None:
+        owned = self.owns_connection(connection)
+        super().release(connection)  # closes one it does not own, and frees its slot
+        if not owned:  # redis-py's blocking pool would keep it listed for good
+            forget_connection(self, connection)
+
     def disconnect(self, inuse_connections: bool = True) -> None:
         """Close every connection, or with ``inuse_connections=False`` only the free ones
         (redis-py 5's blocking pool takes no argument; its Sentinel pool passes it)."""

@@ -17,7 +17,7 @@ from typing import Any
 from redis.sentinel import MasterNotFoundError, SentinelConnectionPool
 
 from django_connhealth.pool import SizedConnectionPool
-from django_connhealth.redispy import forget_connection, is_open, real_connection
+from django_connhealth.redispy import is_open, real_connection
 
 
 class SizedSentinelPool(SentinelConnectionPool, SizedConnectionPool):
@@ -75,12 +75,6 @@ class SizedSentinelPool(SentinelConnectionPool, SizedConnectionPool):
         if not is_open(connection):
             return bool(SizedConnectionPool.owns_connection(self, connection))
         return bool(super().owns_connection(connection))  # type: ignore[no-untyped-call]
-
-    def release(self, connection: Any) -> None:
-        owned = self.owns_connection(connection)
-        super().release(connection)  # type: ignore[no-untyped-call]  # closes one not owned
-        if not owned:
-            forget_connection(self, connection)
 
     def describe(self) -> dict[str, Any]:
         """The service and the role; for the master's pool, the master last named to it."""

@@ -15,8 +15,9 @@ from django.core.cache import cache as default_cache
 from django.test import override_settings
 
 from django_connhealth.heartbeat import heartbeat
+from django_connhealth.pool import set_due_hook
 from django_connhealth.process import reset_process_state
-from django_connhealth.publish import record_key
+from django_connhealth.publish import publish_when_due, record_key
 from tests.helpers import redis_caches, unique_host, wait_for
 from tests.servers import join_publishers
 
@@ -81,3 +82,27 @@ def test_the_reset_stops_the_heartbeat_and_the_next_use_starts_it(redis_db: Redi
         [second] = heartbeat_threads()
         assert second is not first
         join_publishers()
+
+
+def test_a_beat_of_a_heartbeat_being_stopped_never_starts_another(redis_db: RedisDB) -> None:
+    """stop() forgets the thread while its beat may still publish (which starts a heartbeat)."""
+    caches = redis_caches(redis_db.url, environ={"CONNHEALTH_HOST": unique_host()})
+    stopped_from_a_beat = threading.Event()
+
+    def stop_then_publish(pool: Any) -> float:
+        if threading.current_thread().name == "connhealth-heartbeat":
+            heartbeat.stop()  # as a reset would, right now
+            stopped_from_a_beat.set()
+        return publish_when_due(pool)
+
+    with override_settings(CACHES=caches, CONNHEALTH_PUBLISH_SECONDS=INTERVAL):
+        set_due_hook(stop_then_publish)
+        try:
+            cache.set("k", "v")  # starts the heartbeat; its next beat stops it
+            assert stopped_from_a_beat.wait(10 * INTERVAL)
+            wait_for(lambda: not [t for t in heartbeat_threads() if t.is_alive()], 5.0)
+            time.sleep(4 * INTERVAL)  # had the beat started another, it would run now
+            assert heartbeat_threads() == []
+            join_publishers()
+        finally:
+            set_due_hook(publish_when_due)

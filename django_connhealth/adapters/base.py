@@ -92,6 +92,9 @@ class Adapter(ABC):
     def check(self, alias: str, config: Mapping[str, Any]) -> Iterable[CheckMessage]:
         """System checks of one alias's backend-specific settings."""
 
-    @abstractmethod
     def check_caches(self, caches: Mapping[str, Mapping[str, Any]]) -> Iterable[CheckMessage]:
-        """System checks across the aliases of ``caches`` (its backend's, not only sized ones)."""
+        """System checks across the aliases of ``caches`` (its backend's, not only sized ones).
+
+        None unless the backend shares pools between aliases.
+        """
+        return ()

@@ -149,8 +149,5 @@ class DjangoBuiltinAdapter(Adapter):
                 id="connhealth.W008",
             )
 
-    def check_caches(self, caches: Mapping[str, Mapping[str, Any]]) -> Iterator[CheckMessage]:
-        return iter(())
-
 
 adapter = DjangoBuiltinAdapter()
