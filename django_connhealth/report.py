@@ -66,9 +66,12 @@ def server_figures(client: Redis) -> dict[str, Any]:
     }
 
 
-def connections_by_process(client: Redis, pool_alias: str, me: Me) -> dict[tuple[str, int], int]:
-    """Open connections per (host, pid) named for ``pool_alias``; raises if refused."""
-    counts: dict[tuple[str, int], int] = {}
+def connections_by_process(
+    client: Redis, pool_alias: str, me: Me
+) -> dict[tuple[str, int], list[int]]:
+    """The ages (seconds) of the open connections per (host, pid) named for ``pool_alias``;
+    raises if refused."""
+    ages: dict[tuple[str, int], list[int]] = {}
     # Only this pool's db, where the records are: another project on another db of
     # the same server may name its pools the same.
     db = str(client.connection_pool.connection_kwargs.get("db") or 0)
@@ -78,8 +81,8 @@ def connections_by_process(client: Redis, pool_alias: str, me: Me) -> dict[tuple
         name = parse_client_name(str(entry.get("name") or ""))
         if name is None or name.alias != pool_alias or (name.host, name.pid) == (me.host, me.pid):
             continue
-        counts[(name.host, name.pid)] = counts.get((name.host, name.pid), 0) + 1
-    return counts
+        ages.setdefault((name.host, name.pid), []).append(int(entry.get("age") or 0))
+    return ages
 
 
 def published_records(client: Redis, pool_alias: str) -> dict[tuple[str, int], dict[str, Any]]:
@@ -118,6 +121,7 @@ def processes(
     connections: Mapping[tuple[str, int], int] | None,
     records: Mapping[tuple[str, int], Mapping[str, Any]],
     me: Me,
+    ages: Mapping[tuple[str, int], list[int]] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per process: its connections and, where it published them, its figures."""
     rows = []
@@ -140,24 +144,31 @@ def processes(
         row["age_seconds"] = record.get("age_seconds")
         row["stale"] = bool(record.get("stale"))
         row["named"] = not unnamed
-        row["ghost_connections"] = ghosts(row)
+        row["ghost_connections"] = ghosts(row, None if ages is None else ages.get((host, pid), []))
         rows.append(row)
     # Grouped by role (web, celery, other, then unknown), each by host and pid.
     return sorted(rows, key=lambda row: (ROLES.get(row["role"], len(ROLES)), host_pid(row)))
 
 
-def ghosts(row: Mapping[str, Any]) -> int | None:
+def ghosts(row: Mapping[str, Any], ages: list[int] | None = None) -> int | None:
     """Connections the server holds named for a process beyond those its pool holds.
 
     A connection the client gave up on (a partition, a client killed mid-reply)
     stays open on the server until the server's ``timeout`` or ``tcp-keepalive``
-    ends it. Compared with the pool's last publication; unknown without a fresh one.
+    ends it. Compared with the pool's last publication, so only connections
+    older than that record count (``ages``, whole seconds from ``CLIENT LIST``:
+    a second more than the record's age); unknown without a fresh record.
     """
     in_use, idle, count = row.get("in_use"), row.get("idle"), row.get("connections")
+    record_age = row.get("age_seconds")
     if row.get("stale") or not (
         isinstance(in_use, int) and isinstance(idle, int) and isinstance(count, int)
     ):
         return None
+    if ages is not None:
+        if not isinstance(record_age, (int, float)):
+            return None
+        count = sum(1 for age in ages if age >= record_age + 1)
     return max(0, count - (in_use + idle))
 
 
@@ -276,11 +287,11 @@ def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me
             continue
         report["server"] = server
         try:
-            connections: dict[tuple[str, int], int] | None = connections_by_process(
+            ages: dict[tuple[str, int], list[int]] | None = connections_by_process(
                 client, pool_alias, me
             )
         except (RedisError, OSError) as exc:
-            connections = None
+            ages = None
             if isinstance(exc, ResponseError) and refused_by_acl(exc):
                 said = "refused by the server's ACL"
             else:  # a timeout on a long list, a dropped connection
@@ -295,7 +306,8 @@ def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me
             report["notes"].append(
                 scrub(f"published figures unreadable: {type(exc).__name__}: {exc}", live.secrets)
             )
-        report["processes"] = processes(connections, records, me)
+        connections = None if ages is None else {key: len(ages[key]) for key in ages}
+        report["processes"] = processes(connections, records, me, ages)
         report["notes"] += unnamed_notes(report["processes"], records)
         report["notes"] += ghost_notes(report["processes"])
         report["fleet"] = fleet(report["processes"], server)

@@ -1019,6 +1019,9 @@ def test_ghost_connections_of_a_process_are_reported(redis_db: RedisDB) -> None:
         try:
             for ghost in ghosts:
                 ghost.ping()  # connected, and named for the worker
+            # Ghosts count once older than the worker's record by a second (CLIENT LIST
+            # ages are whole seconds): connections opened since are not in it.
+            time.sleep(3)
             with override_settings(CACHES=redis_caches(redis_db.url)):
                 report, code = report_json()
         finally:
@@ -1027,6 +1030,6 @@ def test_ghost_connections_of_a_process_are_reported(redis_db: RedisDB) -> None:
     assert code == 0
     [row] = [row for row in report["caches"]["default"]["processes"] if row["pid"] == worker.pid]
     held = row["in_use"] + row["idle"]
-    assert row["connections"] == held + 2
+    assert row["connections"] >= held + 2
     assert row["ghost_connections"] == 2
     assert f"{host}:{worker.pid} (2)" in " ".join(report["caches"]["default"]["notes"])

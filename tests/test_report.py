@@ -65,3 +65,17 @@ def test_ghost_connections_are_those_beyond_what_the_pool_holds() -> None:
         40: None,  # never published: nothing to compare with
     }
     assert processes(None, records, ME)[0]["ghost_connections"] is None  # CLIENT LIST refused
+
+
+def test_ghosts_count_only_connections_older_than_the_record() -> None:
+    """A connection opened since the record was written is in no record: never a ghost."""
+    records: dict[tuple[str, int], dict[str, Any]] = {
+        ("web-1", 10): {"in_use": 1, "idle": 1, "stale": False, "age_seconds": 2.5},
+    }
+    ages = {("web-1", 10): [9, 9, 1, 3, 4]}  # two young ones: opened after the record
+    [row] = processes({("web-1", 10): 5}, records, ME, ages)
+    assert row["connections"] == 5
+    assert row["ghost_connections"] == 1  # 3 old enough (9, 9, 4), the pool held 2
+    records[("web-1", 10)]["age_seconds"] = None
+    [row] = processes({("web-1", 10): 5}, records, ME, ages)
+    assert row["ghost_connections"] is None  # no age to compare with
