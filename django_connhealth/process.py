@@ -14,7 +14,7 @@ import atexit
 import os
 from typing import Any
 
-from django_connhealth import conf, middleware, pool, probes, publish
+from django_connhealth import conf, middleware, pool, probes, publish, readiness
 from django_connhealth.adapters.django_builtin import SharedSizedPool
 from django_connhealth.factory import ConnectionFactory, SentinelConnectionFactory
 from django_connhealth.heartbeat import heartbeat
@@ -31,7 +31,7 @@ def reset_process_state(*, forked: bool = False) -> None:
     """
     if forked:
         probes.prober.after_fork()
-        probes.readiness.after_fork()
+        readiness.readiness.after_fork()
         probes.targets.after_fork()
         middleware.after_fork()
         pool.registry.after_fork()
@@ -42,7 +42,7 @@ def reset_process_state(*, forked: bool = False) -> None:
     else:
         heartbeat.stop()  # first: it publishes through the pools closed below
         probes.prober.shutdown()
-        probes.readiness.clear()
+        readiness.readiness.clear()
         probes.targets.clear()
         middleware.forget_paths()
         ConnectionFactory.disconnect_all()
@@ -63,9 +63,9 @@ def on_setting_changed(*, setting: str, **kwargs: Any) -> None:
     if setting == "CACHES":
         # results and pools of the old CACHES answer nothing about the new one
         probes.targets.clear()
-        probes.readiness.clear()
+        readiness.readiness.clear()
     elif setting == "CONNHEALTH_CACHE_SECONDS":
-        probes.readiness.clear()
+        readiness.readiness.clear()
     elif setting == "CONNHEALTH_PUBLISH_SECONDS":
         heartbeat.stop()  # the next publication starts it at the new pace
     elif setting == "ROOT_URLCONF":

@@ -12,7 +12,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.views.decorators.csrf import csrf_exempt
 
 from django_connhealth.conf import conf
-from django_connhealth.probes import FAIL, PASS, WARN, readiness, worst
+from django_connhealth.probes import FAIL, PASS, WARN, worst
+from django_connhealth.readiness import readiness
 
 if TYPE_CHECKING:
     from django_connhealth.probes import Result
