@@ -219,7 +219,7 @@ class Prober:
         running = self._running.get(pool)
         if running is None:
             return None
-        future, check = running
+        future = running[0]
         if not future.done():
             return running
         timeout = deadline - now

@@ -2,7 +2,8 @@
 
 Module-level state of the app: the registry of sized pools, the pools the
 connection factories keep, the readiness targets, prober and cached results,
-the publishing locks and heartbeat, the settings cache and the health URL lookup.
+the publishing locks and heartbeat, the settings cache, the health URL lookup,
+the probe listener and the watchdog's counts.
 :func:`reset_process_state` forgets it all; tests call it, and so does a
 forked child, which keeps only the pools its cache clients already hold
 (redis-py resets each on its first use there).
@@ -18,6 +19,8 @@ from django_connhealth import conf, middleware, pool, probes, publish, readiness
 from django_connhealth.adapters.django_builtin import SharedSizedPool
 from django_connhealth.factory import ConnectionFactory, SentinelConnectionFactory
 from django_connhealth.heartbeat import heartbeat
+from django_connhealth.serving import serving
+from django_connhealth.watchdog import watchdog
 
 
 def reset_process_state(*, forked: bool = False) -> None:
@@ -39,7 +42,10 @@ def reset_process_state(*, forked: bool = False) -> None:
         SentinelConnectionFactory.after_fork()
         SharedSizedPool.shared.after_fork()
         heartbeat.after_fork()
+        watchdog.reset()
+        serving.after_fork()  # last: it may start this worker's listener
     else:
+        serving.stop()
         heartbeat.stop()  # first: it publishes through the pools closed below
         probes.prober.shutdown()
         readiness.readiness.clear()
@@ -49,6 +55,7 @@ def reset_process_state(*, forked: bool = False) -> None:
         SentinelConnectionFactory.disconnect_all()
         SharedSizedPool.shared.disconnect_all()
         pool.registry.clear()
+        watchdog.reset()
     publish.forget()
     conf.forget()
 

@@ -17,6 +17,7 @@ import threading
 import time
 import traceback
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
@@ -38,7 +39,6 @@ from tests.servers import ROOT
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
-    from pathlib import Path
 
     from django.test.client import _MonkeyPatchedASGIResponse, _MonkeyPatchedWSGIResponse
 
@@ -402,6 +402,40 @@ def gunicorn(
     cmd += ["-b", "127.0.0.1:{port}", "testproject.wsgi"]
     with serving("gunicorn", cmd, env, log_path, workers, BOOTED) as (base, master, pids):
         yield base, master.proc, pids
+
+
+SPAWNED = re.compile(r"spawned uWSGI worker \d+ \(pid: (\d+)")
+UWSGI = Path(sys.executable).parent / "uwsgi"
+
+
+@contextlib.contextmanager
+def uwsgi(
+    args: list[str], env: dict[str, str], log: Path, workers: int
+) -> Iterator[tuple[str, list[int]]]:
+    """testproject.wsgi under uWSGI: (base URL, worker pids), once all spawned and answering."""
+    if not UWSGI.exists():
+        pytest.skip("uwsgi is not installed beside this interpreter")
+    # --die-on-term: uWSGI reloads on SIGTERM otherwise; --home: this environment's packages
+    cmd = [str(UWSGI), "--die-on-term", "--need-app", "--home", sys.prefix, *args]
+    cmd += ["--http-socket", "127.0.0.1:{port}", "--module", "testproject.wsgi:application"]
+    with serving("uwsgi", cmd, env, log, workers, SPAWNED) as (base, _, pids):
+        yield base, pids
+
+
+STARTED = re.compile(r"Started server process \[(\d+)\]")
+
+
+@contextlib.contextmanager
+def uvicorn(
+    args: list[str], env: dict[str, str], log: Path, workers: int
+) -> Iterator[tuple[str, list[int]]]:
+    """testproject.asgi under ``python -m uvicorn``: (base URL, worker pids), once all started."""
+    cmd = [sys.executable, "-m", "uvicorn", "testproject.asgi:application", *args]
+    cmd += ["--host", "127.0.0.1", "--port", "{port}"]
+    with serving("uvicorn", cmd, env, log, workers, STARTED) as (base, server, pids):
+        # uvicorn --workers logs "Started parent process" for itself
+        assert server.proc.pid not in pids
+        yield base, pids
 
 
 def pools_of_every_worker(base: str, workers: Sequence[int]) -> dict[int, dict[str, Any]]:

@@ -17,8 +17,8 @@ from django.test import override_settings
 from django_connhealth import middleware, publish
 from django_connhealth.pool import SizedConnectionPool, live_pools
 from django_connhealth.probes import targets
-from django_connhealth.readiness import readiness
 from django_connhealth.process import reset_process_state
+from django_connhealth.readiness import readiness
 from tests.helpers import redis_caches
 from tests.servers import join_publishers
 
