@@ -96,7 +96,9 @@ class Watchdog:
     def reset(self) -> None:
         """Forget every request (tests; a forked child does so by itself)."""
         self._lock = threading.Lock()
-        self._pid = -1
+        self._pid = os.getpid()
+        self._in_flight = 0
+        self._progress = time.monotonic()
         self._threads = None
 
 

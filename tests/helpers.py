@@ -6,6 +6,7 @@ No test module imports another: what two of them need lives here.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import inspect
 import io
 import json
@@ -436,6 +437,49 @@ def uvicorn(
         # uvicorn --workers logs "Started parent process" for itself
         assert server.proc.pid not in pids
         yield base, pids
+
+
+# ---------------------------------------------------------------- probe listener
+
+
+def ask(
+    address: tuple[str, int], path: str, method: str = "GET", **headers: str
+) -> tuple[int, dict[str, str], bytes, float]:
+    """(status, headers, body, seconds) of one request on a connection of its own."""
+    connection = http.client.HTTPConnection(*address, timeout=10)
+    started = time.monotonic()
+    try:
+        connection.request(method, path, headers=headers)
+        response = connection.getresponse()
+        body = response.read()
+        return response.status, dict(response.getheaders()), body, time.monotonic() - started
+    finally:
+        connection.close()
+
+
+def listening_pids(port: int) -> set[int]:
+    """The pids of the processes that hold a listening TCP socket on ``port`` (from /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            links = {
+                os.readlink(f"/proc/{entry}/fd/{fd}") for fd in os.listdir(f"/proc/{entry}/fd")
+            }
+        except OSError:  # gone, or not ours to read
+            continue
+        if links & inodes:
+            pids.add(int(entry))
+    return pids
 
 
 def pools_of_every_worker(base: str, workers: Sequence[int]) -> dict[int, dict[str, Any]]:

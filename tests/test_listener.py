@@ -22,7 +22,16 @@ from django.test import override_settings
 from django_connhealth import defaults, listener
 from django_connhealth.listener import ProbeListener, bind
 from django_connhealth.middleware import health_paths
-from tests.helpers import BOUND, CHECK_TIMEOUT, FAIL_DOC, HEALTH_JSON, TOKEN, health, wait_for
+from tests.helpers import (
+    BOUND,
+    CHECK_TIMEOUT,
+    FAIL_DOC,
+    HEALTH_JSON,
+    TOKEN,
+    ask,
+    health,
+    wait_for,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -45,21 +54,6 @@ def listening() -> Iterator[tuple[str, int]]:
         yield probe.address
     finally:
         probe.stop()
-
-
-def ask(
-    address: tuple[str, int], path: str, method: str = "GET", **headers: str
-) -> tuple[int, dict[str, str], bytes, float]:
-    """(status, headers, body, seconds) of one request on a connection of its own."""
-    connection = http.client.HTTPConnection(*address, timeout=10)
-    started = time.monotonic()
-    try:
-        connection.request(method, path, headers=headers)
-        response = connection.getresponse()
-        body = response.read()
-        return response.status, dict(response.getheaders()), body, time.monotonic() - started
-    finally:
-        connection.close()
 
 
 def raw(address: tuple[str, int], data: bytes) -> bytes:
