@@ -17,6 +17,7 @@ from typing import Any
 
 from django_connhealth import conf, middleware, pool, probes, publish, readiness
 from django_connhealth.adapters.django_builtin import SharedSizedPool
+from django_connhealth.budget import budgets
 from django_connhealth.factory import ConnectionFactory, SentinelConnectionFactory
 from django_connhealth.heartbeat import heartbeat
 from django_connhealth.serving import serving
@@ -56,6 +57,7 @@ def reset_process_state(*, forked: bool = False) -> None:
         SharedSizedPool.shared.disconnect_all()
         pool.registry.clear()
         watchdog.reset()
+        budgets.clear()
     publish.forget()
     conf.forget()
 
