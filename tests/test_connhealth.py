@@ -31,8 +31,8 @@ from django.core.management.base import CommandError
 from django.test import override_settings
 
 from django_connhealth import publish, sized_caches
-from django_connhealth.factory import ConnectionFactory
 from django_connhealth.conf import client_host
+from django_connhealth.factory import ConnectionFactory
 from django_connhealth.naming import client_name
 from testproject import supervisor
 from testproject.supervisor import free_port
