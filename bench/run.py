@@ -51,11 +51,13 @@ from bench.harness import (
     pyspy_record,
     rotated,
     run_load,
+    start_load,
     summarize_collapsed,
     table,
     verdict,
 )
 from testproject.stopper import Stopped, Stopper
+from testproject.supervisor import HOST, free_port
 from testproject.traffic import get as http_get
 
 
@@ -271,6 +273,115 @@ def bench_probes() -> Section:
                 )
             )
     CHILDREN.stop_redis(redis)
+    return section
+
+
+LISTENER_ROUNDS = ROUNDS or 3
+#: Requests that keep every request thread busy: 2 per thread, each holding one 0.2 s.
+SATURATE_PATH = "/hold?seconds=0.2"
+SATURATE_CONNECTIONS = 16
+
+
+def bench_listener() -> Section:
+    """The probe listener beside the app's own port, with the app idle and saturated."""
+    section = Section("1b", "Probes through the probe listener, the app idle and saturated")
+    section.method = [
+        f"testproject (settings `bench.peer_settings`) under gunicorn, 2 workers x 4 threads, "
+        f"gthread, `--preload`, with `CONNHEALTH_PROBE_PORT` set (`serve_probes()` in its "
+        f"wsgi.py); {loadgen()} at 8 and 32 keep-alive connections, {PROBE_SECONDS} s per run, "
+        f"{LISTENER_ROUNDS} interleaved rounds. *Saturated*: a second load of "
+        f"{SATURATE_CONNECTIONS} connections on `{SATURATE_PATH}` (each request keeps a "
+        f"pooled connection 0.2 s) holds every request thread busy and queues as many "
+        f"requests again, for the whole run. `x /ok idle` is the median of per-round ratios "
+        f"of requests/s to the trivial view on the app's port with the app idle.",
+    ]
+    redis = CHILDREN.redis(WORK / "redis-listener")
+    probe_port = free_port()
+    server = Gunicorn(
+        "listener",
+        settings="bench.peer_settings",
+        redis_url=redis.url,
+        workers=2,
+        threads=4,
+        CONNHEALTH_PROBE_PORT=str(probe_port),
+        CONNHEALTH_PROBE_HOST=HOST,
+    )
+    listener = f"http://{HOST}:{probe_port}"
+    endpoints = {
+        "/ok (app port)": server.base + "/ok",
+        "health/live (app port)": server.base + "/health/live",
+        "listener /live": listener + "/live",
+        "listener /ready": listener + "/ready",
+    }
+    rounds = Rounds()
+    with server:
+        for url in endpoints.values():
+            run_load(url, 8, 1)  # warm-up
+        configs = [
+            (state, name, conns)
+            for state in ("idle", "saturated")
+            for conns in (8, 32)
+            for name in endpoints
+        ]
+        for number, (round_no, (state, name, conns)) in enumerate(
+            steps(LISTENER_ROUNDS, configs), 1
+        ):
+            saturating = None
+            if state == "saturated":
+                saturating = start_load(
+                    server.base + SATURATE_PATH, SATURATE_CONNECTIONS, PROBE_SECONDS + 2, 1
+                )
+                time.sleep(0.5)  # every thread taken
+            try:
+                result = run_load(endpoints[name], conns, PROBE_SECONDS)
+            finally:
+                if saturating is not None:
+                    CHILDREN.stop(saturating)
+            rounds.add((state, name, conns), result)
+            say(
+                f"  [1b] round {round_no + 1} ({number}/{len(configs) * LISTENER_ROUNDS}) "
+                f"{state:<9} {name:<22} c={conns:<3} {result['rps']:>8.0f} req/s  "
+                f"p99 {result['p99_ms']:.2f} ms  errors {result['errors']}"
+            )
+    CHILDREN.stop_redis(redis)
+    rows = []
+    for state in ("idle", "saturated"):
+        for conns in (8, 32):
+            for name in endpoints:
+                key = (state, name, conns)
+                rows.append(
+                    (
+                        state,
+                        name,
+                        conns,
+                        rounds.median(key, "rps"),
+                        rounds.median(key, "p50_ms"),
+                        rounds.median(key, "p99_ms"),
+                        int(rounds.total(key, "errors")),
+                        rounds.ratio(key, ("idle", "/ok (app port)", conns), "rps"),
+                    )
+                )
+    section.tables.append(
+        table(
+            ["app", "endpoint", "conns", "req/s", "p50 ms", "p99 ms", "errors", "x /ok idle"],
+            rows,
+        )
+    )
+    for name in ("listener /live", "listener /ready"):
+        for conns in (8, 32):
+            p99 = rounds.median(("saturated", name, conns), "p99_ms")
+            app = rounds.median(("saturated", "health/live (app port)", conns), "p99_ms")
+            section.target(
+                f"{name} p99 < 50 ms with the request threads saturated, {conns} conns",
+                f"{p99:.2f} ms (health/live on the app's port: {app:.0f} ms)",
+                p99 < 50,
+            )
+        errors = sum(
+            int(rounds.total((state, name, conns), "errors"))
+            for state in ("idle", "saturated")
+            for conns in (8, 32)
+        )
+        section.target(f"{name}: no errors", str(errors), errors == 0)
     return section
 
 
@@ -825,7 +936,13 @@ def main() -> int:
     say(table(["", ""], info))
     sections: list[Section] = []
     status = 0
-    plan = [("1", bench_probes), ("2", bench_pool), ("3", bench_load), ("4", bench_command)]
+    plan = [
+        ("1", bench_probes),
+        ("1", bench_listener),
+        ("2", bench_pool),
+        ("3", bench_load),
+        ("4", bench_command),
+    ]
     try:
         for number, bench in plan:
             if number not in ONLY:
