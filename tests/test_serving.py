@@ -176,14 +176,14 @@ def test_a_storm_of_probes_under_gunicorn_with_redis_paused(
 
 def test_uwsgi_post_fork_hook_runs_after_the_one_set_before() -> None:
     """uwsgidecorators' @postfork, or a user's own hook, still runs, first."""
-    from django_connhealth.serving import _chain_uwsgi_post_fork
+    from django_connhealth.servers.uwsgi import after_fork_in_workers
 
     ran: list[str] = []
     uwsgi = types.SimpleNamespace(post_fork_hook=lambda: ran.append("theirs"))
-    _chain_uwsgi_post_fork(uwsgi, lambda: ran.append("ours"))
+    after_fork_in_workers(lambda: ran.append("ours"), uwsgi)
     uwsgi.post_fork_hook()
     assert ran == ["theirs", "ours"]
     bare = types.SimpleNamespace()
-    _chain_uwsgi_post_fork(bare, lambda: ran.append("alone"))
+    after_fork_in_workers(lambda: ran.append("alone"), bare)
     bare.post_fork_hook()
     assert ran == ["theirs", "ours", "alone"]
