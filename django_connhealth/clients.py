@@ -59,7 +59,8 @@ def sort_clients(
         group["connections"] += 1
         group["idle_seconds_max"] = max(group["idle_seconds_max"], int(entry.get("idle") or 0))
     clients.others = sorted(
-        groups.values(), key=lambda group: (-group["connections"], group["name"] or "")
+        groups.values(),
+        key=lambda group: (-group["connections"], group["name"] is None, group["name"] or ""),
     )
     return clients
 
