@@ -37,7 +37,17 @@ if TYPE_CHECKING:
 
 #: The order the table groups processes in.
 ROLES = {"web": 0, "celery": 1, "other": 2}
-FIGURES = ("in_use", "idle", "peak_in_use", "waits", "wait_seconds", "timeouts", "max_connections")
+FIGURES = (
+    "in_use",
+    "idle",
+    "peak_in_use",
+    "waits",
+    "wait_seconds",
+    "timeouts",
+    "max_connections",
+    "leaks",
+    "held_longest_seconds",
+)
 
 
 @dataclass(frozen=True)

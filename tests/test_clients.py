@@ -77,7 +77,8 @@ def connections(url: str, names: list[str | None]) -> Iterator[list[redis.Redis]
 def test_others_and_orphans_on_a_real_server(start_redis: StartRedis) -> None:
     server = start_redis()
     orphan = f"connhealth:{client_host({})}:4194000:default"  # a pid with no record
-    names: list[str | None] = ["celery-broker"] * 3 + [None, None, orphan, orphan]
+    names: list[str | None] = ["celery-broker", "celery-broker", "celery-broker"]
+    names += [None, None, orphan, orphan]
     with (
         override_settings(CACHES=redis_caches(server.url)),
         connections(server.url, names),
