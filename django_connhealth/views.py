@@ -55,29 +55,33 @@ def live(request: HttpRequest) -> HttpResponse:
         return _response(request, misconfigured(exc, detail=False))
 
 
-@csrf_exempt
-def ready(request: HttpRequest) -> HttpResponse:
-    """Every sized Redis alias answers a PING through its own pool, in bounded time."""
+def _begin(request: HttpRequest) -> HttpResponse | tuple[bool, float, float]:
+    """An early answer (a method, a malformed setting), or (detail, timeout, ttl)."""
     if request.method not in ALLOWED:
         return _not_allowed()
     detail = False
     try:
         detail = can_see_detail(request)
-        timeout, ttl = readiness_settings()
+        return (detail, *readiness_settings())
     except ImproperlyConfigured as exc:
         return _response(request, misconfigured(exc, detail=detail))
+
+
+@csrf_exempt
+def ready(request: HttpRequest) -> HttpResponse:
+    """Every sized Redis alias answers a PING through its own pool, in bounded time."""
+    begun = _begin(request)
+    if isinstance(begun, HttpResponse):
+        return begun
+    detail, timeout, ttl = begun
     return _response(request, health_document(readiness.results(timeout, ttl), detail=detail))
 
 
 async def aready(request: HttpRequest) -> HttpResponse:
     """:func:`ready` for async stacks: the wait never blocks the event loop."""
-    if request.method not in ALLOWED:
-        return _not_allowed()
-    detail = False
-    try:
-        detail = can_see_detail(request)
-        timeout, ttl = readiness_settings()
-    except ImproperlyConfigured as exc:
-        return _response(request, misconfigured(exc, detail=detail))
+    begun = _begin(request)
+    if isinstance(begun, HttpResponse):
+        return begun
+    detail, timeout, ttl = begun
     results = await readiness.aresults(timeout, ttl)
     return _response(request, health_document(results, detail=detail))

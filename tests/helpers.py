@@ -38,7 +38,7 @@ from django_connhealth.pool import SizedConnectionPool
 from testproject.demo import gunicorn_no_control_socket
 from testproject.supervisor import Child, NotReady, free_port, start
 from testproject.traffic import fan_out, get
-from tests.servers import ROOT
+from tests.servers import ROOT, child_env
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -478,6 +478,17 @@ def storm(address: tuple[str, int], probes: int, path: str = "/ready") -> tuple[
     """``probes`` concurrent probes: (statuses, sorted latencies)."""
     answers = asyncio.run(_storm(address, probes, path), debug=False)  # as the kubelet: no tracing
     return Counter(status for status, _ in answers), sorted(elapsed for _, elapsed in answers)
+
+
+def listener_env(redis_url: str, tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
+    """A child's environment for testproject with its probe listener on loopback ``port``."""
+    return child_env(
+        REDIS_URL=redis_url,
+        TESTPROJECT_VAR_DIR=str(tmp_path),
+        CONNHEALTH_PROBE_PORT=str(port),
+        CONNHEALTH_PROBE_HOST="127.0.0.1",
+        **extra,
+    )
 
 
 def listening_pids(port: int) -> set[int]:

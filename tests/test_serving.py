@@ -25,13 +25,13 @@ from tests.helpers import (
     BOUND,
     ask,
     gunicorn,
+    listener_env,
     listening_pids,
     storm,
     uvicorn,
     uwsgi,
     wait_for,
 )
-from tests.servers import child_env
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -101,12 +101,7 @@ def test_each_worker_listens_on_the_shared_port(
 ) -> None:
     workers = 2
     port = free_port()
-    env = child_env(
-        REDIS_URL=redis_db.url,
-        TESTPROJECT_VAR_DIR=str(tmp_path),
-        CONNHEALTH_PROBE_PORT=str(port),
-        CONNHEALTH_PROBE_HOST="127.0.0.1",
-    )
+    env = listener_env(redis_db.url, tmp_path, port)
     with SERVERS[name](env, tmp_path / "server.log", workers) as started:
         pids = set(started[-1])
         assert len(pids) == workers
@@ -125,12 +120,7 @@ def test_each_worker_listens_on_the_shared_port(
 def test_uwsgi_without_threads_says_so(redis_db: RedisDB, tmp_path: Path) -> None:
     """Threads the app starts never run in such a uWSGI: no listener, and an error that says why."""
     port = free_port()
-    env = child_env(
-        REDIS_URL=redis_db.url,
-        TESTPROJECT_VAR_DIR=str(tmp_path),
-        CONNHEALTH_PROBE_PORT=str(port),
-        CONNHEALTH_PROBE_HOST="127.0.0.1",
-    )
+    env = listener_env(redis_db.url, tmp_path, port)
     log = tmp_path / "uwsgi.log"
     with uwsgi(["--master", "--processes", "2"], env, log, workers=2):
         assert listening_pids(port) == set()
@@ -153,12 +143,7 @@ def test_a_storm_of_probes_under_gunicorn_with_redis_paused(
     """
     probes = 500
     port = free_port()
-    env = child_env(
-        REDIS_URL=fresh_redis.url,
-        TESTPROJECT_VAR_DIR=str(tmp_path),
-        CONNHEALTH_PROBE_PORT=str(port),
-        CONNHEALTH_PROBE_HOST="127.0.0.1",
-    )
+    env = listener_env(fresh_redis.url, tmp_path, port)
     address = ("127.0.0.1", port)
     args = ["-k", "gthread", "-w", "2", "--threads", "4"]
     with gunicorn(args, env, tmp_path / "gunicorn.log", workers=2) as (_, _, pids):

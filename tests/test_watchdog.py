@@ -17,8 +17,7 @@ from django.test import Client, override_settings
 from django_connhealth.watchdog import Stall, Watchdog
 from testproject.supervisor import free_port
 from testproject.traffic import get
-from tests.helpers import TOKEN, ask, gunicorn, health, wait_for
-from tests.servers import child_env
+from tests.helpers import TOKEN, ask, gunicorn, health, listener_env, wait_for
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -127,11 +126,10 @@ def test_stuck_worker_fails_liveness_and_a_busy_one_does_not(
     redis_db: RedisDB, tmp_path: Path
 ) -> None:
     port = free_port()
-    env = child_env(
-        REDIS_URL=redis_db.url,
-        TESTPROJECT_VAR_DIR=str(tmp_path),
-        CONNHEALTH_PROBE_PORT=str(port),
-        CONNHEALTH_PROBE_HOST="127.0.0.1",
+    env = listener_env(
+        redis_db.url,
+        tmp_path,
+        port,
         CONNHEALTH_WATCHDOG_SECONDS=str(WATCHDOG_SECONDS),
         CONNHEALTH_TOKEN=TOKEN,
     )
