@@ -120,12 +120,24 @@ def _no_control_socket() -> list[str]:
 
 
 class Gunicorn:
-    """testproject under ``gunicorn -k gthread --preload`` on a free loopback port."""
+    """testproject under ``gunicorn -k gthread --preload`` on a free loopback port.
+
+    ``preload=False``: each worker loads the application itself (as the fault tests run it).
+    """
 
     def __init__(
-        self, name: str, *, settings: str, redis_url: str, workers: int, threads: int, **env: str
+        self,
+        name: str,
+        *,
+        settings: str,
+        redis_url: str,
+        workers: int,
+        threads: int,
+        preload: bool = True,
+        **env: str,
     ) -> None:
         self.name = name
+        self.preload = preload
         self.workers = workers
         self.threads = threads
         self.port = free_port()
@@ -142,7 +154,7 @@ class Gunicorn:
             "--workers", str(self.workers),
             "--threads", str(self.threads),
             "--worker-class", "gthread",
-            "--preload",
+            *(["--preload"] if self.preload else []),
             "--graceful-timeout", "5",
             "--chdir", str(ROOT),
             "--error-logfile", str(self.log),

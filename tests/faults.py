@@ -44,8 +44,18 @@ TIMELINE_CLIENTS, TIMELINE_TIMEOUT = 2, 10.0
 
 def named_connections(server: RedisServer) -> int:
     """Connections to ``server`` that this app named (``connhealth:...``)."""
-    prefix = f"{CLIENT_NAME_PREFIX}:"
-    return sum(1 for client in server.client_list() if client["name"].startswith(prefix))
+    return sum(named_by_pid(server).values())
+
+
+def named_by_pid(server: RedisServer) -> dict[int, int]:
+    """Connections to ``server`` that this app named, by the pid in their names."""
+    found: dict[int, int] = {}
+    for client in server.client_list():
+        prefix, _, rest = client["name"].partition(":")
+        if prefix == CLIENT_NAME_PREFIX:
+            pid = int(rest.split(":")[1])
+            found[pid] = found.get(pid, 0) + 1
+    return found
 
 
 # -------------------------------------------------------------------------- a run
@@ -64,8 +74,8 @@ class Run:
     #: each probe's answers from the baseline until the end of the recovery
     probes: dict[str, list[Sample]] = field(default_factory=dict)
     #: the server's named connections at full concurrency before and after (``count``)
-    before: int | None = None
-    after: int | None = None
+    before: Count | None = None
+    after: Count | None = None
 
     @property
     def outage(self) -> float:
@@ -115,7 +125,16 @@ def waiting(server: RedisServer, served: Served) -> dict[int, tuple[int, int]]:
     return found
 
 
-def saturated_connections(server: RedisServer, served: Served) -> int:
+@dataclass(frozen=True)
+class Count:
+    """The server's named connections at full concurrency, in all and per worker."""
+
+    total: int
+    #: per worker pid: its named connections, and its busy threads then
+    workers: dict[int, tuple[int, int]]
+
+
+def saturated_connections(server: RedisServer, served: Served) -> Count:
     """The server's named connections once every busy request thread has held one at once.
 
     A connection a pool opened stays open while idle, so what the server counts
@@ -129,15 +148,20 @@ def saturated_connections(server: RedisServer, served: Served) -> int:
         server.pause()
         try:
             deadline = time.monotonic() + SATURATE_SECONDS
-            while not (full := all(w >= b for w, b in waiting(server, served).values())):
-                if time.monotonic() > deadline:
+            while True:
+                state = waiting(server, served)
+                full = all(pending >= busy for pending, busy in state.values())
+                if full or time.monotonic() > deadline:
                     break
                 time.sleep(0.01)
         finally:
             server.resume()
         time.sleep(SETTLE_SECONDS)
         if full:
-            return named_connections(server)
+            named = named_by_pid(server)
+            per_worker = {pid: (named.pop(pid, 0), busy) for pid, (_, busy) in state.items()}
+            per_worker.update({pid: (count, 0) for pid, count in named.items()})
+            return Count(sum(count for count, _ in per_worker.values()), per_worker)
     raise AssertionError(
         f"in none of {SATURATE_TRIES} pauses of {SATURATE_SECONDS} s did every busy request "
         f"thread wait in a cache call (per worker, waiting and busy: {waiting(server, served)})"
@@ -157,6 +181,7 @@ def run_fault(
     probes: Mapping[str, str] | None = None,
     count: tuple[RedisServer, Served] | None = None,
     recovery: float = RECOVERY,
+    die_with_parent: bool = False,
 ) -> Run:
     """``fault()`` (it returns once the fault is over) under wrk's load on ``base/work``.
 
@@ -166,11 +191,12 @@ def run_fault(
     serves testproject. Each time the connections are fresh
     (``reset_connections`` before, the fault after), so the two figures count
     the same thing, and no probe runs then (a readiness probe holds one too).
+    ``die_with_parent``: wrk's (see ``Wrk``).
     """
     timeline = Sampler(
         f"{base}/work", interval=0, timeout=TIMELINE_TIMEOUT, clients=TIMELINE_CLIENTS, fresh=False
     )
-    with Wrk(f"{base}/work") as load, timeline:
+    with Wrk(f"{base}/work", die_with_parent=die_with_parent) as load, timeline:
         time.sleep(WARM_SECONDS)
         before = after = None
         if count is not None:

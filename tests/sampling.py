@@ -151,14 +151,31 @@ class Sampler:
 
 
 class Wrk:
-    """wrk on ``url`` from a subprocess until ``result()`` stops it (or the block ends)."""
+    """wrk on ``url`` from a subprocess until ``result()`` stops it (or the block ends).
 
-    def __init__(self, url: str, connections: int = CONNECTIONS, threads: int = WRK_THREADS):
+    ``die_with_parent``: SIGTERM when this process dies (the benchmarks'; a child
+    started so forks, which warns in a process with threads from Python 3.12).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        connections: int = CONNECTIONS,
+        threads: int = WRK_THREADS,
+        *,
+        die_with_parent: bool = False,
+    ) -> None:
         if shutil.which("wrk") is None:
             raise RuntimeError("wrk is not installed: apt-get install wrk (.ci/run does)")
         # Long enough for any run: result() ends it with SIGINT, as Ctrl-C does.
         cmd = wrk.command(url, connections, 600, threads)
-        self.child = start(cmd, name="wrk", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.child = start(
+            cmd,
+            name="wrk",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            die_with_parent=die_with_parent,
+        )
 
     def result(self) -> dict[str, float]:
         """SIGINT wrk, which then prints what it counted; its figures (testproject.wrk)."""
