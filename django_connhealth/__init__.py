@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from django_connhealth.caches import sized_caches
+    from django_connhealth.serving import serve_probes
 
-__all__ = ["sized_caches"]
+__all__ = ["serve_probes", "sized_caches"]
 
 
 def __getattr__(name: str) -> Any:
@@ -17,4 +18,8 @@ def __getattr__(name: str) -> Any:
         from django_connhealth.caches import sized_caches
 
         return sized_caches
+    if name == "serve_probes":
+        from django_connhealth.serving import serve_probes
+
+        return serve_probes
     raise AttributeError(f"module 'django_connhealth' has no attribute {name!r}")

@@ -19,7 +19,7 @@ from django.conf import settings
 from django_connhealth import defaults
 from django_connhealth.errors import SettingError
 from django_connhealth.naming import clean
-from django_connhealth.parse import env_count, parse_seconds
+from django_connhealth.parse import env_count, parse_count, parse_seconds
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -86,6 +86,41 @@ class Settings:
     def CONNHEALTH_CACHE_SECONDS(self) -> float:
         return _seconds("CONNHEALTH_CACHE_SECONDS", defaults.CACHE_SECONDS, zero=True)
 
+    @property
+    def CONNHEALTH_WATCHDOG_SECONDS(self) -> float:
+        """0: off. Otherwise liveness fails when every request thread is stuck this long."""
+        return _seconds("CONNHEALTH_WATCHDOG_SECONDS", defaults.WATCHDOG_SECONDS, zero=True)
+
+    @property
+    def CONNHEALTH_PROBE_PORT(self) -> int | None:
+        """The probe listener's port; ``None`` (unset or 0): no listener."""
+        value = _raw("CONNHEALTH_PROBE_PORT")
+        if value is None:
+            return None
+        try:
+            port = parse_count("CONNHEALTH_PROBE_PORT", value, minimum=0)
+        except SettingError:
+            port = -1
+        if not 0 <= port <= 65535:
+            raise SettingError(
+                f"CONNHEALTH_PROBE_PORT={value!r} is not a TCP port",
+                "set it to a port from 1 to 65535, or 0 (no probe listener).",
+            )
+        return port or None
+
+    @property
+    def CONNHEALTH_PROBE_HOST(self) -> str:
+        """The address the probe listener binds (all addresses by default)."""
+        value = _raw("CONNHEALTH_PROBE_HOST")
+        if value is None:
+            return defaults.PROBE_HOST
+        if not isinstance(value, str) or not value.strip():
+            raise SettingError(
+                f"CONNHEALTH_PROBE_HOST={value!r} is not an address",
+                "set it to an IP address or host name to bind, or unset it (all addresses).",
+            )
+        return value.strip()
+
 
 conf = Settings()
 
@@ -95,6 +130,9 @@ SETTING_NAMES = (
     "CONNHEALTH_CHECK_TIMEOUT",
     "CONNHEALTH_PUBLISH_SECONDS",
     "CONNHEALTH_CACHE_SECONDS",
+    "CONNHEALTH_WATCHDOG_SECONDS",
+    "CONNHEALTH_PROBE_PORT",
+    "CONNHEALTH_PROBE_HOST",
 )
 
 

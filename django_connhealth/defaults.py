@@ -115,3 +115,17 @@ WATCH_MAX_SECONDS = 3600.0
 #: Backends and classes named in checks and hints.
 DJANGO_BUILTIN_REDIS_BACKEND = "django.core.cache.backends.redis.RedisCache"
 PROBE_MIDDLEWARE = "django_connhealth.middleware.ProbeMiddleware"
+
+#: Seconds every request thread may stay busy with none finishing before
+#: liveness fails (``CONNHEALTH_WATCHDOG_SECONDS``): gunicorn's own worker timeout.
+WATCHDOG_SECONDS = 30.0
+
+#: Where the probe listener binds when ``CONNHEALTH_PROBE_PORT`` is set.
+PROBE_HOST = "0.0.0.0"  # probes come from the kubelet, to the pod's IP
+
+#: Pending connections the probe listener's socket queues (a storm of probes).
+PROBE_BACKLOG = 1024
+
+#: Bytes and seconds a probe may take to send its request head.
+PROBE_HEAD_LIMIT = 8192
+PROBE_HEAD_SECONDS = 5.0

@@ -22,8 +22,7 @@ if TYPE_CHECKING:
 def bounded_ping(pool: ConnectionPool, answer_by: Moment) -> None:
     """PING through ``pool``, giving up at ``answer_by`` whatever the socket timeout.
 
-    ``answer_by.at`` is read when each wait starts, so a probe that joins a
-    running ping extends it. A sized pool's checkout gives up just before it
+    ``answer_by.at`` is read when each wait starts. A sized pool's checkout gives up just before it
     (PoolTimeoutError); the reply is awaited only until it. Through a sized
     pool the connection is borrowed (a dirty one dropped, a broken reused one
     retried once); for a pool class of the user's, a connection made like its own.

@@ -7,14 +7,12 @@ at a deadline: a ping still running then is reported, not waited for.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 import threading
 import time
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -137,6 +135,9 @@ class Prober:
         # the ping under way for each pool
         self._running: weakref.WeakKeyDictionary[ConnectionPool, tuple[Future[Result], Moment]]
         self._running = weakref.WeakKeyDictionary()
+        # when each pool's last check failed: answered at once for a timeout after
+        self._failed: weakref.WeakKeyDictionary[ConnectionPool, float]
+        self._failed = weakref.WeakKeyDictionary()
 
     def _this_process(self) -> None:
         """Forget a parent's pings (never to finish here); the caller holds ``self._lock``."""
@@ -145,6 +146,7 @@ class Prober:
             self._pid = os.getpid()
             self._timeouts_seen = weakref.WeakKeyDictionary()
             self._running = weakref.WeakKeyDictionary()
+            self._failed = weakref.WeakKeyDictionary()
 
     def executor(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -174,66 +176,81 @@ class Prober:
 
         So a stuck server holds at most one thread and one connection per pool,
         however many probes arrive, and aliases sharing a pool share its ping;
-        concurrent probes of a process share one PING.
+        concurrent probes of a process share one PING. A probe that joins a
+        ping under way waits no later than that ping's deadline, and a pool
+        that failed within the last ``timeout`` seconds is answered at once
+        with that failure: a storm of probes against a stuck server costs each
+        probe at most one timeout, most of them nothing.
         With ``inline``, a single pool with an idle connection is pinged in the
         calling thread: the ping is bounded by the deadline all the same, and
         the common probe saves two thread switches.
+
+        Returns the moment by which every pending ping answers or is reported.
         """
-        deadline = time.monotonic() + timeout
+        now = time.monotonic()
+        deadline = now + timeout
         current = targets.get()
         if inline and len(current) == 1:
-            started = self._start_inline(current[0], deadline)
+            started = self._start_inline(current[0], now, deadline)
             if started is not None:
-                return deadline, [started]
+                return started
         executor = self.executor()
-        pending = []
+        pending: Pending = []
+        answer_by = now
         with self._lock:
             for target in current:
-                running = self._join(target.pool, deadline)
+                running = self._recent(target.pool, now, deadline)
                 if running is None:
-                    shared = Moment(deadline)
-                    running = executor.submit(self.ping, target, shared)
-                    self._running[target.pool] = (running, shared)
-                pending.append((target, running))
-        return deadline, pending
+                    check = Moment(deadline)
+                    future = executor.submit(self.ping, target, check)
+                    running = self._running[target.pool] = (future, check)
+                answer_by = max(answer_by, running[1].at)
+                pending.append((target, running[0]))
+        return answer_by, pending
 
-    def _join(self, pool: ConnectionPool, deadline: float) -> Future[Result] | None:
-        """The ping of ``pool`` under way, its deadline moved to this probe's; caller holds lock.
+    def _recent(
+        self, pool: ConnectionPool, now: float, deadline: float
+    ) -> tuple[Future[Result], Moment] | None:
+        """The ping under way for ``pool``, or its failure seen since ``now - timeout``.
 
-        So a server that answers again is not reported by a ping whose own deadline passed.
+        The caller holds ``self._lock``. A ping under way keeps its own deadline
+        (never this probe's), so a probe that joins it answers no later than it.
         """
         running = self._running.get(pool)
-        if running is None or running[0].done():
+        if running is None:
             return None
-        future, shared = running
-        shared.at = max(shared.at, deadline)
-        return future
+        future = running[0]
+        if not future.done():
+            return running
+        timeout = deadline - now
+        failed_at = self._failed.get(pool)
+        if failed_at is not None and now - failed_at < timeout:
+            # answered with the finished ping's failure, not waited for
+            return future, Moment(now)
+        return None
 
     def _start_inline(
-        self, target: AliasPool, deadline: float
-    ) -> tuple[AliasPool, Future[Result]] | None:
-        """Join the ping of ``target`` under way, or run one in this thread; None: neither.
-
-        A ping run here answers by this probe's deadline: a probe that joins
-        it cannot extend it (the Moment it sees is not the one pinged with).
-        """
+        self, target: AliasPool, now: float, deadline: float
+    ) -> tuple[float, Pending] | None:
+        """Join the ping of ``target`` under way, or run one in this thread; None: neither."""
         pool = target.pool
         with self._lock:
             self._this_process()
-            joined = self._join(pool, deadline)
-            if joined is not None:
-                return target, joined
+            running = self._recent(pool, now, deadline)
+            if running is not None:
+                return running[1].at, [(target, running[0])]
             if not (isinstance(pool, SizedConnectionPool) and pool.can_ping_inline()):
                 return None
             future: Future[Result] = Future()
-            self._running[pool] = (future, Moment(deadline))
+            check = Moment(deadline)
+            self._running[pool] = (future, check)
         try:
-            result = self.ping(target, Moment(deadline))
+            result = self.ping(target, check)
         except BaseException as exc:  # never leave a ping that others wait for unfinished
             future.set_exception(exc)
             raise
         future.set_result(result)
-        return target, future
+        return deadline, [(target, future)]
 
     def ping(self, target: AliasPool, answer_by: Moment) -> Result:
         started = time.monotonic()
@@ -251,14 +268,18 @@ class Prober:
     ) -> Result:
         pool = target.pool
         sized = pool if isinstance(pool, SizedConnectionPool) else None
-        if sized is not None:
-            timeouts = sized.slots.timeouts  # the one figure every probe needs
-            with self._lock:
+        with self._lock:
+            if status == FAIL:
+                self._failed[pool] = time.monotonic()
+            else:
+                self._failed.pop(pool, None)
+            if sized is not None:
+                timeouts = sized.slots.timeouts  # the one figure every probe needs
                 seen = self._timeouts_seen.get(pool, timeouts)
                 self._timeouts_seen[pool] = timeouts
-            if timeouts > seen and status == PASS:
-                status = WARN
-                output = f"{timeouts - seen} wait timeouts since the last probe"
+                if timeouts > seen and status == PASS:
+                    status = WARN
+                    output = f"{timeouts - seen} wait timeouts since the last probe"
         return Result(
             alias=target.alias,
             url=target.url,
@@ -290,59 +311,3 @@ class Prober:
 
 
 prober = Prober()
-
-
-class Readiness:
-    """Readiness results, optionally reused for ``CONNHEALTH_CACHE_SECONDS``."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cached: tuple[float, int, list[Result]] | None = None
-
-    def _fresh(self, ttl: float) -> list[Result] | None:
-        with self._lock:
-            cached = self._cached
-        if ttl and cached and cached[1] == os.getpid() and time.monotonic() - cached[0] < ttl:
-            return cached[2]
-        return None
-
-    def _store(self, ttl: float, results: list[Result]) -> list[Result]:
-        if ttl:
-            with self._lock:
-                self._cached = (time.monotonic(), os.getpid(), results)
-        return results
-
-    def clear(self) -> None:
-        """Forget the reused results."""
-        with self._lock:
-            self._cached = None
-
-    def after_fork(self) -> None:
-        """:meth:`clear` in a forked child, where a parent's thread may have held the lock."""
-        self._lock = threading.Lock()
-        self._cached = None
-
-    def results(self, timeout: float, ttl: float) -> list[Result]:
-        """Ping every pool, answering within ``timeout`` seconds."""
-        cached = self._fresh(ttl)
-        if cached is not None:
-            return cached
-        deadline, pending = prober.start(timeout, inline=True)
-        waiting = [future for _, future in pending if not future.done()]
-        if waiting:  # none after a ping in this thread: the common probe
-            futures_wait(waiting, timeout=max(0.0, deadline - time.monotonic()))
-        return self._store(ttl, prober.collect(timeout, pending))
-
-    async def aresults(self, timeout: float, ttl: float) -> list[Result]:
-        """:meth:`results` for an event loop: waiting never blocks the loop."""
-        cached = self._fresh(ttl)
-        if cached is not None:
-            return cached
-        deadline, pending = prober.start(timeout)
-        if pending:
-            waiting = [asyncio.wrap_future(future) for _, future in pending]
-            await asyncio.wait(waiting, timeout=max(0.0, deadline - time.monotonic()))
-        return self._store(ttl, prober.collect(timeout, pending))
-
-
-readiness = Readiness()

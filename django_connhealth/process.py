@@ -2,7 +2,8 @@
 
 Module-level state of the app: the registry of sized pools, the pools the
 connection factories keep, the readiness targets, prober and cached results,
-the publishing locks and heartbeat, the settings cache and the health URL lookup.
+the publishing locks and heartbeat, the settings cache, the health URL lookup,
+the probe listener and the watchdog's counts.
 :func:`reset_process_state` forgets it all; tests call it, and so does a
 forked child, which keeps only the pools its cache clients already hold
 (redis-py resets each on its first use there).
@@ -14,10 +15,13 @@ import atexit
 import os
 from typing import Any
 
-from django_connhealth import conf, middleware, pool, probes, publish
+from django_connhealth import conf, middleware, pool, probes, publish, readiness
 from django_connhealth.adapters.django_builtin import SharedSizedPool
+from django_connhealth.budget import budgets
 from django_connhealth.factory import ConnectionFactory, SentinelConnectionFactory
 from django_connhealth.heartbeat import heartbeat
+from django_connhealth.serving import serving
+from django_connhealth.watchdog import watchdog
 
 
 def reset_process_state(*, forked: bool = False) -> None:
@@ -31,7 +35,7 @@ def reset_process_state(*, forked: bool = False) -> None:
     """
     if forked:
         probes.prober.after_fork()
-        probes.readiness.after_fork()
+        readiness.readiness.after_fork()
         probes.targets.after_fork()
         middleware.after_fork()
         pool.registry.after_fork()
@@ -39,16 +43,21 @@ def reset_process_state(*, forked: bool = False) -> None:
         SentinelConnectionFactory.after_fork()
         SharedSizedPool.shared.after_fork()
         heartbeat.after_fork()
+        watchdog.reset()
+        serving.after_fork()  # last: it may start this worker's listener
     else:
+        serving.stop()
         heartbeat.stop()  # first: it publishes through the pools closed below
         probes.prober.shutdown()
-        probes.readiness.clear()
+        readiness.readiness.clear()
         probes.targets.clear()
         middleware.forget_paths()
         ConnectionFactory.disconnect_all()
         SentinelConnectionFactory.disconnect_all()
         SharedSizedPool.shared.disconnect_all()
         pool.registry.clear()
+        watchdog.reset()
+        budgets.clear()
     publish.forget()
     conf.forget()
 
@@ -63,9 +72,9 @@ def on_setting_changed(*, setting: str, **kwargs: Any) -> None:
     if setting == "CACHES":
         # results and pools of the old CACHES answer nothing about the new one
         probes.targets.clear()
-        probes.readiness.clear()
+        readiness.readiness.clear()
     elif setting == "CONNHEALTH_CACHE_SECONDS":
-        probes.readiness.clear()
+        readiness.readiness.clear()
     elif setting == "CONNHEALTH_PUBLISH_SECONDS":
         heartbeat.stop()  # the next publication starts it at the new pace
     elif setting == "ROOT_URLCONF":

@@ -29,7 +29,7 @@ PONG = b"+PONG\r\n"
 
 
 class Moment:
-    """A ``time.monotonic()`` moment, read at each wait: a later probe may move it on."""
+    """A ``time.monotonic()`` moment, read at each wait of a ping."""
 
     __slots__ = ("at",)
 

@@ -20,8 +20,9 @@ REFUSALS: tuple[tuple[tuple[type[Exception], ...], tuple[str, ...], str, str], .
         ("max number of clients reached",),
         "refused the connection: its maxclients is reached",
         "raise maxclients (CONFIG SET maxclients, and in its config file), or make the "
-        "fleet's pools fit under it: fleet.max_connections in this command's last report "
-        "is what they may open, plus a rolling deploy's surge.",
+        "fleet's pools fit under it{known}: fleet.max_connections in this command's "
+        "report is what they may open, plus a rolling deploy's surge; with no report at "
+        "hand, each worker's health/ready with the token gives its max_connections.",
     ),
     (
         (AuthenticationError,),
@@ -32,12 +33,16 @@ REFUSALS: tuple[tuple[tuple[type[Exception], ...], tuple[str, ...], str, str], .
 )
 
 
-def failure(exc: BaseException, error: str) -> str:
-    """What went wrong talking to a server, said as what it refused when it answered."""
+def failure(exc: BaseException, error: str, known: str = "") -> str:
+    """What went wrong talking to a server, said as what it refused when it answered.
+
+    ``known`` is what was last known of the fleet's budget on that server
+    (such as ``" (40 connections at 21:50:01 UTC)"``), for a full server.
+    """
     if isinstance(exc, ResponseError) and refused_by_acl(exc):
         return f"refused by the server's ACL: {error}"
     text = str(exc).lower()
     for errors, markers, what, fix in REFUSALS:
         if isinstance(exc, errors) or any(marker in text for marker in markers):
-            return f"{what}: {error}. Fix: {fix}"
+            return f"{what}: {error}. Fix: {fix.format(known=known)}"
     return f"unreachable: {error}"

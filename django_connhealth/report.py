@@ -19,6 +19,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from django_connhealth import defaults
 from django_connhealth.adapters.registry import sized_aliases
+from django_connhealth.budget import budgets
 from django_connhealth.conf import client_host
 from django_connhealth.naming import parse_client_name
 from django_connhealth.publish import index_key
@@ -274,7 +275,8 @@ def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me
             if not (refused and _answers_ping(client)):
                 report["status"] = "fail"
                 entry["error"] = error
-                report["notes"].append(f"{entry['location']} {failure(exc, error)}")
+                said = failure(exc, error, budgets.known(entry["location"]))
+                report["notes"].append(f"{entry['location']} {said}")
                 continue
             server = {"connected_clients": None, "maxclients": None}
             report["notes"].append(
@@ -311,6 +313,7 @@ def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me
         report["notes"] += unnamed_notes(report["processes"], records)
         report["notes"] += ghost_notes(report["processes"])
         report["fleet"] = fleet(report["processes"], server)
+        budgets.remember(entry["location"], report["fleet"], server)
     return report
 
 

@@ -10,5 +10,6 @@ urlpatterns = [
     path("work", views.work, name="work"),
     path("work-builtin", views.work_builtin, name="work-builtin"),
     path("pool", views.pool, name="pool"),
+    path("hold", views.hold, name="hold"),
     path("health/", include("django_connhealth.urls")),
 ]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.core.cache import caches as cache_handler
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 
 from django_connhealth.pool import live_pools
@@ -83,3 +84,33 @@ def pool(request: HttpRequest) -> JsonResponse:
             "pools": pools,
         }
     )
+
+
+#: The longest a /hold request may keep its connection.
+HOLD_MAX_SECONDS = 60.0
+
+
+@never_cache
+def hold(request: HttpRequest) -> HttpResponse:
+    """Keep a pooled connection of the default alias for ``?seconds=`` (0 to 60), then answer.
+
+    A request thread that is stuck, for the liveness watchdog and leak reports to see.
+    """
+    try:
+        seconds = float(request.GET.get("seconds", "1"))
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= HOLD_MAX_SECONDS:
+        return HttpResponseBadRequest(
+            f"seconds={request.GET.get('seconds')!r} is not valid: "
+            f"give a number of seconds from 0 to {HOLD_MAX_SECONDS:g}.",
+            content_type="text/plain; charset=utf-8",
+        )
+    cache.get(WORK_KEY)  # the process's first request makes its pool
+    sized = next(pool for pool in live_pools() if pool.alias == "default")
+    connection = sized.checkout(time.monotonic() + 2.0)
+    try:
+        time.sleep(seconds)
+    finally:
+        sized.release(connection)
+    return _text(f"held a connection for {seconds:g} s")

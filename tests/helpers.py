@@ -6,6 +6,7 @@ No test module imports another: what two of them need lives here.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import inspect
 import io
 import json
@@ -17,6 +18,7 @@ import threading
 import time
 import traceback
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
@@ -38,7 +40,6 @@ from tests.servers import ROOT
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
-    from pathlib import Path
 
     from django.test.client import _MonkeyPatchedASGIResponse, _MonkeyPatchedWSGIResponse
 
@@ -402,6 +403,83 @@ def gunicorn(
     cmd += ["-b", "127.0.0.1:{port}", "testproject.wsgi"]
     with serving("gunicorn", cmd, env, log_path, workers, BOOTED) as (base, master, pids):
         yield base, master.proc, pids
+
+
+SPAWNED = re.compile(r"spawned uWSGI worker \d+ \(pid: (\d+)")
+UWSGI = Path(sys.executable).parent / "uwsgi"
+
+
+@contextlib.contextmanager
+def uwsgi(
+    args: list[str], env: dict[str, str], log: Path, workers: int
+) -> Iterator[tuple[str, list[int]]]:
+    """testproject.wsgi under uWSGI: (base URL, worker pids), once all spawned and answering."""
+    if not UWSGI.exists():
+        pytest.skip("uwsgi is not installed beside this interpreter")
+    # --die-on-term: uWSGI reloads on SIGTERM otherwise; --home: this environment's packages
+    cmd = [str(UWSGI), "--die-on-term", "--need-app", "--home", sys.prefix, *args]
+    cmd += ["--http-socket", "127.0.0.1:{port}", "--module", "testproject.wsgi:application"]
+    with serving("uwsgi", cmd, env, log, workers, SPAWNED) as (base, _, pids):
+        yield base, pids
+
+
+STARTED = re.compile(r"Started server process \[(\d+)\]")
+
+
+@contextlib.contextmanager
+def uvicorn(
+    args: list[str], env: dict[str, str], log: Path, workers: int
+) -> Iterator[tuple[str, list[int]]]:
+    """testproject.asgi under ``python -m uvicorn``: (base URL, worker pids), once all started."""
+    cmd = [sys.executable, "-m", "uvicorn", "testproject.asgi:application", *args]
+    cmd += ["--host", "127.0.0.1", "--port", "{port}"]
+    with serving("uvicorn", cmd, env, log, workers, STARTED) as (base, server, pids):
+        # uvicorn --workers logs "Started parent process" for itself
+        assert server.proc.pid not in pids
+        yield base, pids
+
+
+# ---------------------------------------------------------------- probe listener
+
+
+def ask(
+    address: tuple[str, int], path: str, method: str = "GET", **headers: str
+) -> tuple[int, dict[str, str], bytes, float]:
+    """(status, headers, body, seconds) of one request on a connection of its own."""
+    connection = http.client.HTTPConnection(*address, timeout=10)
+    started = time.monotonic()
+    try:
+        connection.request(method, path, headers=headers)
+        response = connection.getresponse()
+        body = response.read()
+        return response.status, dict(response.getheaders()), body, time.monotonic() - started
+    finally:
+        connection.close()
+
+
+def listening_pids(port: int) -> set[int]:
+    """The pids of the processes that hold a listening TCP socket on ``port`` (from /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            links = {
+                os.readlink(f"/proc/{entry}/fd/{fd}") for fd in os.listdir(f"/proc/{entry}/fd")
+            }
+        except OSError:  # gone, or not ours to read
+            continue
+        if links & inodes:
+            pids.add(int(entry))
+    return pids
 
 
 def pools_of_every_worker(base: str, workers: Sequence[int]) -> dict[int, dict[str, Any]]:

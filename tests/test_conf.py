@@ -98,6 +98,7 @@ def test_malformed_headroom(value: str) -> None:
         ("CONNHEALTH_CHECK_TIMEOUT", defaults.CHECK_TIMEOUT),
         ("CONNHEALTH_PUBLISH_SECONDS", defaults.PUBLISH_SECONDS),
         ("CONNHEALTH_CACHE_SECONDS", defaults.CACHE_SECONDS),
+        ("CONNHEALTH_WATCHDOG_SECONDS", defaults.WATCHDOG_SECONDS),
     ],
 )
 def test_seconds_settings_default_setting_then_environment(
@@ -188,3 +189,63 @@ def test_settings_are_read_again_after_forget() -> None:
         delattr(settings, name)
         forget()
     assert set(SETTING_NAMES) == {name for name in dir(Settings) if name.startswith("CONNHEALTH_")}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("", None),
+        (0, None),
+        ("0", None),
+        (8081, 8081),
+        (" 9000 ", 9000),
+        (65535, 65535),
+    ],
+)
+def test_probe_port(value: object, expected: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.test import override_settings
+
+    with override_settings(CONNHEALTH_PROBE_PORT=None):
+        del_setting("CONNHEALTH_PROBE_PORT")
+        if value is None:
+            monkeypatch.delenv("CONNHEALTH_PROBE_PORT", raising=False)
+        else:
+            monkeypatch.setenv("CONNHEALTH_PROBE_PORT", str(value))
+        assert expected == conf.CONNHEALTH_PROBE_PORT
+    if value not in (None, ""):  # an empty Django setting is malformed, not unset
+        with override_settings(CONNHEALTH_PROBE_PORT=value):
+            assert expected == conf.CONNHEALTH_PROBE_PORT
+
+
+@pytest.mark.parametrize("value", [-1, 65536, "80.5", "http", " ", 10**6, True])
+def test_malformed_probe_port_names_the_setting(value: object) -> None:
+    from django.test import override_settings
+
+    with override_settings(CONNHEALTH_PROBE_PORT=value), pytest.raises(SettingError) as raised:
+        conf.CONNHEALTH_PROBE_PORT  # noqa: B018 -- the property raises
+    assert str(raised.value) == (
+        f"CONNHEALTH_PROBE_PORT={value!r} is not a TCP port: "
+        "set it to a port from 1 to 65535, or 0 (no probe listener)."
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, "0.0.0.0"), ("127.0.0.1", "127.0.0.1"), (" ::1 ", "::1")]
+)
+def test_probe_host(value: str | None, expected: str) -> None:
+    from django.test import override_settings
+
+    with override_settings(CONNHEALTH_PROBE_HOST=value):
+        if value is None:
+            del_setting("CONNHEALTH_PROBE_HOST")
+        assert expected == conf.CONNHEALTH_PROBE_HOST
+
+
+@pytest.mark.parametrize("value", ["", "  ", 8080])
+def test_malformed_probe_host_names_the_setting(value: object) -> None:
+    from django.test import override_settings
+
+    with override_settings(CONNHEALTH_PROBE_HOST=value), pytest.raises(SettingError) as raised:
+        conf.CONNHEALTH_PROBE_HOST  # noqa: B018 -- the property raises
+    assert str(raised.value).startswith(f"CONNHEALTH_PROBE_HOST={value!r} is not an address: ")

@@ -32,6 +32,7 @@ from django.test import override_settings
 
 from django_connhealth import publish, sized_caches
 from django_connhealth.conf import client_host
+from django_connhealth.factory import ConnectionFactory
 from django_connhealth.naming import client_name
 from testproject import supervisor
 from testproject.supervisor import free_port
@@ -983,6 +984,38 @@ def test_maxclients_reached_is_said_with_the_fix(start_redis: StartRedis) -> Non
     ), note
     assert "Fix: raise maxclients" in note
     assert "unreachable" not in note
+
+
+def test_maxclients_reached_says_the_budget_last_seen(
+    start_redis: StartRedis, tmp_path: Path
+) -> None:
+    """A report that reached the server, then one turned away (as ``--watch`` refreshes)."""
+    server = start_redis(extra_args=["--maxclients", "8"])
+    held: list[socket.socket] = []
+    try:
+        with (
+            override_settings(CACHES=redis_caches(server.url)),
+            cache_worker(server.url, unique_host(), hold=1, log_path=tmp_path / "w.log"),
+        ):
+            report, code = report_json()
+            assert code == 0
+            assert report["caches"]["default"]["fleet"]["max_connections"] == 3
+            # the command's own pool let go, then the server filled up to its maxclients
+            ConnectionFactory.disconnect_all()
+            while not server_full(server):
+                held.append(socket.create_connection((server.host, server.port)))
+            report, code = report_json()
+    finally:
+        for sock in held:
+            sock.close()
+    assert code == 1
+    [note] = report["caches"]["default"]["notes"]
+    assert "refused the connection: its maxclients is reached" in note
+    assert re.search(
+        r"or make the fleet's pools fit under it \(at \d\d:\d\d:\d\d UTC, its 1 processes' "
+        r"pools could open 3 connections against maxclients 8\): ",
+        note,
+    ), note
 
 
 def server_full(server: RedisServer) -> bool:

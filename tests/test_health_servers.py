@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from testproject.supervisor import NotReady, free_port, start
-from tests.helpers import BOOTED
+from tests.helpers import BOOTED, CHECK_TIMEOUT
 from tests.servers import child_env
 
 if TYPE_CHECKING:
@@ -154,6 +154,11 @@ def assert_ready(server: Server, status: int, document: dict[str, Any]) -> Answe
     return answer
 
 
+def await_recovery() -> None:
+    """Wait out the failures seen: each stands in its worker for one check timeout."""
+    time.sleep(CHECK_TIMEOUT)
+
+
 def assert_live(server: Server) -> None:
     answer = server.get("/health/live")
     assert answer.status == 200, answer
@@ -194,6 +199,7 @@ def test_ready_follows_redis_without_restarting_the_server(
                 assert_live(server)
         finally:
             fresh_redis.resume()
+        await_recovery()
         for _ in range(3):
             assert_ready(server, 200, PASS)
 
@@ -203,6 +209,7 @@ def test_ready_follows_redis_without_restarting_the_server(
             assert_live(server)
 
         fresh_redis.restart()
+        await_recovery()
         for _ in range(3):
             assert_ready(server, 200, PASS)
 

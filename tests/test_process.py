@@ -16,8 +16,9 @@ from django.test import override_settings
 
 from django_connhealth import middleware, publish
 from django_connhealth.pool import SizedConnectionPool, live_pools
-from django_connhealth.probes import readiness, targets
+from django_connhealth.probes import targets
 from django_connhealth.process import reset_process_state
+from django_connhealth.readiness import readiness
 from tests.helpers import redis_caches
 from tests.servers import join_publishers
 
@@ -113,7 +114,7 @@ django.setup()
 
 from django.core.cache import cache
 
-from django_connhealth import probes, publish
+from django_connhealth import probes, publish, readiness
 
 cache.set("k", "v")  # the first release publishes in the background
 for thread in __import__("threading").enumerate():
@@ -130,7 +131,7 @@ if pid == 0:
     code = 1
     try:
         report = {"in_flight": publish.in_flight(pool), "value": cache.get("k")}
-        report["statuses"] = [r.status for r in probes.readiness.results(1.0, 0)]
+        report["statuses"] = [r.status for r in readiness.readiness.results(1.0, 0)]
         for thread in __import__("threading").enumerate():
             if thread.name == "connhealth-publish":
                 thread.join(10)

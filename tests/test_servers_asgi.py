@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import re
-import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -19,12 +16,11 @@ from testproject.traffic import fan_out
 from tests.helpers import (
     MALFORMED_COUNTS,
     pools_of_every_worker,
-    serving,
+    uvicorn,
 )
 from tests.servers import child_env
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
     from tests.conftest import RedisDB
@@ -204,21 +200,6 @@ def test_uvicorn_any_counts(workers: int, limit: int | None, equals: bool) -> No
 
 
 # ------------------------------------------------------------------ a real uvicorn
-
-STARTED = re.compile(r"Started server process \[(\d+)\]")
-
-
-@contextlib.contextmanager
-def uvicorn(
-    args: list[str], env: dict[str, str], log: Path, workers: int
-) -> Iterator[tuple[str, list[int]]]:
-    """testproject.asgi under ``python -m uvicorn``: (base URL, worker pids), once all started."""
-    cmd = [sys.executable, "-m", "uvicorn", "testproject.asgi:application", *args]
-    cmd += ["--host", "127.0.0.1", "--port", "{port}"]
-    with serving("uvicorn", cmd, env, log, workers, STARTED) as (base, server, pids):
-        # uvicorn --workers logs "Started parent process" for itself
-        assert server.proc.pid not in pids
-        yield base, pids
 
 
 @pytest.mark.gunicorn

@@ -8,12 +8,9 @@ with ``--workers 5`` gave ``{'processes': b'2', 'workers': b'5', ...}`` (5 worke
 
 from __future__ import annotations
 
-import contextlib
-import re
 import sys
 import time
 import types
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -34,12 +31,12 @@ from tests.helpers import (
     pools_of_every_worker,
     redis_caches,
     report_json,
-    serving,
+    uwsgi,
 )
 from tests.servers import child_env
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from pathlib import Path
 
     from tests.conftest import RedisDB
 
@@ -120,23 +117,6 @@ def test_running_uwsgi_options(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # ------------------------------------------------------------------- a real uWSGI
-
-SPAWNED = re.compile(r"spawned uWSGI worker \d+ \(pid: (\d+)")
-UWSGI = Path(sys.executable).parent / "uwsgi"
-
-
-@contextlib.contextmanager
-def uwsgi(
-    args: list[str], env: dict[str, str], log: Path, workers: int
-) -> Iterator[tuple[str, list[int]]]:
-    """testproject.wsgi under uWSGI: (base URL, worker pids), once all spawned and answering."""
-    if not UWSGI.exists():
-        pytest.skip("uwsgi is not installed beside this interpreter")
-    # --die-on-term: uWSGI reloads on SIGTERM otherwise; --home: this environment's packages
-    cmd = [str(UWSGI), "--die-on-term", "--need-app", "--home", sys.prefix, *args]
-    cmd += ["--http-socket", "127.0.0.1:{port}", "--module", "testproject.wsgi:application"]
-    with serving("uwsgi", cmd, env, log, workers, SPAWNED) as (base, _, pids):
-        yield base, pids
 
 
 @pytest.mark.gunicorn

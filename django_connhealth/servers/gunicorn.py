@@ -178,3 +178,27 @@ def gunicorn_concurrency(
         workers=value("workers"),
         threads=threads,
     )
+
+
+def loading_in_arbiter() -> bool:
+    """True while gunicorn's arbiter loads the app (``--preload``), before it forks workers.
+
+    A worker loads the app inside its ``Worker.init_process``; the arbiter
+    inside ``Arbiter.setup``. Both run under the arbiter's frames (a worker is
+    forked from them), so only the absence of a worker's frame tells.
+    """
+    import sys
+
+    arbiter = sys.modules.get("gunicorn.arbiter")
+    if arbiter is None:
+        return False
+    worker = sys.modules.get("gunicorn.workers.base")
+    seen_arbiter = False
+    frame: Any = sys._getframe(1)
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        if worker is not None and isinstance(owner, worker.Worker):
+            return False
+        seen_arbiter = seen_arbiter or isinstance(owner, arbiter.Arbiter)
+        frame = frame.f_back
+    return seen_arbiter

@@ -8,7 +8,7 @@ for an option given more than once (the last one counts, as in uWSGI).
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django_connhealth.parse import parse_count
 from django_connhealth.servers.base import Candidate, ServerConcurrency, capped
@@ -58,3 +58,16 @@ def uwsgi_concurrency(options: Mapping[str, object], cap: int) -> ServerConcurre
     if threads[1] is None:
         threads = ("uwsgi", 1)
     return ServerConcurrency("web", "uwsgi", "uwsgi", workers, threads)
+
+
+def uwsgi_module() -> Any | None:
+    """The ``uwsgi`` module, inside uWSGI only."""
+    try:
+        return importlib.import_module("uwsgi")
+    except ImportError:
+        return None
+
+
+def threads_run(options: Mapping[str, object]) -> bool:
+    """Whether threads the app starts run in this uWSGI: with ``enable-threads`` or ``threads``."""
+    return "enable-threads" in options or "threads" in options

@@ -1,0 +1,115 @@
+"""``serve_probes()``: one probe listener in every worker process, started after the fork.
+
+Called from the project's ``wsgi.py`` or ``asgi.py``. Where the app loads in a
+process that then forks its workers (gunicorn ``--preload``, uWSGI without
+``lazy-apps``), that process starts none: each worker starts its own once
+forked, so probes reach the workers, never the master.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from django_connhealth.conf import conf
+from django_connhealth.listener import ProbeListener, bind
+from django_connhealth.servers.gunicorn import loading_in_arbiter
+from django_connhealth.servers.uwsgi import running_uwsgi_options, threads_run, uwsgi_module
+
+logger = logging.getLogger("django_connhealth")
+
+
+class Serving:
+    """This process's listener, or the promise to start one in each forked worker."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listener: ProbeListener | None = None
+        self._pid = 0
+        self.deferred = False
+
+    @property
+    def listener(self) -> ProbeListener | None:
+        return self._listener if self._pid == os.getpid() else None
+
+    def serve(self) -> tuple[str, int] | None:
+        """Start the listener here, or after the fork; the address served here, if any."""
+        if conf.CONNHEALTH_PROBE_PORT is None:
+            return None
+        uwsgi = uwsgi_module()
+        if uwsgi is not None and uwsgi.worker_id() == 0:
+            self.deferred = True
+            _chain_uwsgi_post_fork(uwsgi, self.start)
+            return None
+        if loading_in_arbiter():
+            self.deferred = True  # the fork handler starts one in each worker
+            return None
+        return self.start()
+
+    def start(self) -> tuple[str, int] | None:
+        """Start this process's listener unless it runs; its address."""
+        from django_connhealth.middleware import health_paths
+
+        port = conf.CONNHEALTH_PROBE_PORT
+        if port is None:
+            return None
+        options = running_uwsgi_options()
+        if options is not None and not threads_run(options):
+            logger.error(
+                "CONNHEALTH_PROBE_PORT=%s is set, but this uWSGI runs no threads the app "
+                "starts, so no probe listener runs: add --enable-threads to uWSGI's options.",
+                port,
+            )
+            return None
+        with self._lock:
+            current = self.listener
+            if current is not None:
+                return current.address
+            paths = health_paths()
+            listener = ProbeListener(bind(conf.CONNHEALTH_PROBE_HOST, port), paths)
+            listener.start()
+            self._listener, self._pid = listener, os.getpid()
+            return listener.address
+
+    def stop(self) -> None:
+        """Stop this process's listener (tests; a process about to exit)."""
+        with self._lock:
+            listener, self._listener = self.listener, None
+            self.deferred = False
+        if listener is not None:
+            listener.stop()
+
+    def after_fork(self) -> None:
+        """In a forked child: leave the parent's listener, start our own if promised."""
+        self._lock = threading.Lock()
+        inherited, self._listener = self._listener, None
+        if inherited is not None:
+            inherited.abandon()
+        if self.deferred and uwsgi_module() is None:
+            self.start()
+
+
+def _chain_uwsgi_post_fork(uwsgi: object, hook: object) -> None:
+    """Run ``hook`` in each uWSGI worker after the fork, after any hook set before."""
+    previous = getattr(uwsgi, "post_fork_hook", None)
+
+    def post_fork() -> None:
+        if callable(previous):
+            previous()
+        hook()  # type: ignore[operator]
+
+    uwsgi.post_fork_hook = post_fork  # type: ignore[attr-defined]
+
+
+serving = Serving()
+
+
+def serve_probes() -> tuple[str, int] | None:
+    """Answer health probes on ``CONNHEALTH_PROBE_PORT`` from a thread of each worker.
+
+    Call it in ``wsgi.py`` or ``asgi.py`` once the application is made. Does
+    nothing when the setting is unset. Returns the address this process
+    serves (``None`` in a master that leaves probes to its workers).
+    """
+    return serving.serve()
