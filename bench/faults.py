@@ -204,7 +204,7 @@ def run_twice(fault: Fault, number: int) -> tuple[Run, Run]:
     ):
         listener = f"http://127.0.0.1:{probe_port}"
         probes = {
-            **{f"listener {p}": f"{listener}/health/{p}" for p in PROBES},
+            **{f"listener {p}": f"{listener}/{p}" for p in PROBES},
             **{f"app {p}": f"{server.base}/health/{p}" for p in PROBES},
         }
         probed = run_fault(
