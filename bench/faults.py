@@ -61,7 +61,9 @@ METHOD = (
     f"each time from fresh connections (`CLIENT KILL TYPE normal` before, the fault after); "
     f"`CONNHEALTH_PUBLISH_SECONDS=3600` there, so no publication holds one more. Through the "
     f"proxy and in the namespace a worker's connections cannot be told apart on the server: "
-    f"not counted. The probes' run adds probes every 0.1 s on a fresh connection each (5 s "
+    f"not counted. `unnamed after`: the server's connections without a name once each run's "
+    f"load has stopped (the load's run / the probes' run). The probes' run adds probes "
+    f"every 0.1 s on a fresh connection each (5 s "
     f"timeout), from 1 s before the fault to 2 s after it, through the probe listener "
     f"(`CONNHEALTH_PROBE_PORT`) and through the app's own port; p99 is nearest-rank over "
     f"all their answers. The outage is the time from the fault's start to its end (for a "
@@ -196,8 +198,13 @@ def run_twice(fault: Fault, number: int) -> tuple[Run, Run]:
     ):
         assert server.child is not None
         served = Served(server.child.pid, server.port, THREADS)
-        counted = (stage.redis, served) if fault.counted else None
-        load = run_fault(server.base, lambda: fault.act(stage), count=counted, die_with_parent=True)
+        load = run_fault(
+            server.base,
+            lambda: fault.act(stage),
+            server=stage.redis,
+            count=served if fault.counted else None,
+            die_with_parent=True,
+        )
     with (
         staged(fault.stage, f"{number}-probes") as stage,
         serving(stage, f"{number}-probes") as (server, probe_port),
@@ -208,7 +215,11 @@ def run_twice(fault: Fault, number: int) -> tuple[Run, Run]:
             **{f"app {p}": f"{server.base}/health/{p}" for p in PROBES},
         }
         probed = run_fault(
-            server.base, lambda: fault.act(stage), probes=probes, die_with_parent=True
+            server.base,
+            lambda: fault.act(stage),
+            server=stage.redis,
+            probes=probes,
+            die_with_parent=True,
         )
     return load, probed
 
@@ -231,6 +242,7 @@ def figures(load: Run, probed: Run) -> list[Any]:
         load.error_window,
         "-" if load.before is None else load.before.total,
         "-" if load.after is None else load.after.total,
+        f"{load.unnamed} / {probed.unnamed}",
         *(probe_cell(probed, f"{where} {p}") for where in ("listener", "app") for p in PROBES),
     ]
 
@@ -251,8 +263,9 @@ def bench_faults(section: Section, say: Callable[[str], None]) -> None:
     section.tables.append(
         table(
             ["fault", "outage s", "requests", "failed", "error window s", "conns before",
-             "conns after", "live p99 / max s (listener)", "ready p99 / max s (listener)",
-             "live p99 / max s (app port)", "ready p99 / max s (app port)"],
+             "conns after", "unnamed after", "live p99 / max s (listener)",
+             "ready p99 / max s (listener)", "live p99 / max s (app port)",
+             "ready p99 / max s (app port)"],
             rows,
         )
     )  # fmt: skip

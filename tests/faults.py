@@ -76,6 +76,8 @@ class Run:
     #: the server's named connections at full concurrency before and after (``count``)
     before: Count | None = None
     after: Count | None = None
+    #: the server's connections without a name once the load has stopped (``server``)
+    unnamed: int | None = None
 
     @property
     def outage(self) -> float:
@@ -178,31 +180,34 @@ def run_fault(
     base: str,
     fault: Callable[[], None],
     *,
+    server: RedisServer | None = None,
     probes: Mapping[str, str] | None = None,
-    count: tuple[RedisServer, Served] | None = None,
+    count: Served | None = None,
     recovery: float = RECOVERY,
     die_with_parent: bool = False,
 ) -> Run:
     """``fault()`` (it returns once the fault is over) under wrk's load on ``base/work``.
 
+    ``server``: the Redis the app uses (where the connections are looked at).
     ``probes``: name to URL, each probed from the baseline to the end of the
-    recovery. ``count``: the server whose named connections are counted at
-    full concurrency (``saturated_connections``) before and after, and what
-    serves testproject. Each time the connections are fresh
-    (``reset_connections`` before, the fault after), so the two figures count
-    the same thing, and no probe runs then (a readiness probe holds one too).
-    ``die_with_parent``: wrk's (see ``Wrk``).
+    recovery. ``count``: what serves testproject, to count the server's named
+    connections at full concurrency (``saturated_connections``) before and
+    after. Each time the connections are fresh (``reset_connections`` before,
+    the fault after), so the two figures count the same thing, and no probe
+    runs then (a readiness probe holds one too). ``die_with_parent``: wrk's
+    (see ``Wrk``).
     """
+    assert count is None or server is not None, "counting needs the server"
     timeline = Sampler(
         f"{base}/work", interval=0, timeout=TIMELINE_TIMEOUT, clients=TIMELINE_CLIENTS, fresh=False
     )
     with Wrk(f"{base}/work", die_with_parent=die_with_parent) as load, timeline:
         time.sleep(WARM_SECONDS)
         before = after = None
-        if count is not None:
-            reset_connections(count[0])
+        if server is not None and count is not None:
+            reset_connections(server)
             time.sleep(recovery)
-            before = saturated_connections(*count)
+            before = saturated_connections(server, count)
         with contextlib.ExitStack() as stack:
             samplers = {
                 name: stack.enter_context(Sampler(url)) for name, url in (probes or {}).items()
@@ -212,9 +217,10 @@ def run_fault(
             fault()
             back_at = time.monotonic()
             time.sleep(recovery)
-        if count is not None:
-            after = saturated_connections(*count)
+        if server is not None and count is not None:
+            after = saturated_connections(server, count)
         figures = load.result()
+    unnamed = None if server is None else sum(not c["name"] for c in server.client_list())
     return Run(
         fault_at=fault_at,
         back_at=back_at,
@@ -223,6 +229,7 @@ def run_fault(
         probes={name: sampler.samples for name, sampler in samplers.items()},
         before=before,
         after=after,
+        unnamed=unnamed,
     )
 
 

@@ -4,7 +4,8 @@
 and a /30 of 10.213.0.0/16 unique to this process), ``redis()`` starts a
 redis-server inside it (``ip netns exec``), and ``drop(percent, port)`` has
 nftables in the namespace drop that share of the packets to and from the port
-(``numgen random mod 100 < percent drop``); ``heal()`` removes the rules.
+(``numgen random mod 100 < percent drop``); ``heal()`` removes the rules (and
+says how many packets they dropped).
 ``stop()`` deletes the namespace and the pair, pass or fail; ``start()`` also
 deletes those of test processes that died without. It needs root, ``ip`` and
 ``nft`` with nf_tables: ``Unavailable`` says which is missing.
@@ -113,7 +114,7 @@ class LossyNetwork:
 
     def drop(self, percent: int, port: int) -> None:
         """Drop ``percent`` % of the packets to and from ``port`` in the namespace, at random."""
-        rule = f"numgen random mod 100 < {percent} drop"
+        rule = f"numgen random mod 100 < {percent} counter drop"
         _must(
             *self.exec_prefix(), "nft", "-f", "-",
             stdin=(
@@ -126,9 +127,11 @@ class LossyNetwork:
             ),
         )  # fmt: skip
 
-    def heal(self) -> None:
-        """Drop nothing any more."""
+    def heal(self) -> int:
+        """Drop nothing any more; how many packets were dropped since ``drop()``."""
+        listed = _run(*self.exec_prefix(), "nft", "list", "table", "inet", TABLE)
         _must(*self.exec_prefix(), "nft", "flush", "table", "inet", TABLE)
+        return sum(int(packets) for packets in re.findall(r"counter packets (\d+)", listed.stdout))
 
     def redis(self, workdir: pathlib.Path) -> NamespacedRedis:
         """A redis-server (not started yet) that runs in this namespace."""

@@ -46,7 +46,7 @@ from tests.helpers import (
 )
 from tests.netns import LossyNetwork, Unavailable
 from tests.proxy import LatencyProxy
-from tests.sampling import Wrk, failed
+from tests.sampling import Wrk
 from tests.servers import child_env
 
 if TYPE_CHECKING:
@@ -134,7 +134,8 @@ def test_restart_under_load_fails_requests_only_during_the_outage(
         run = run_fault(
             f.base,
             lambda: outage(fresh_redis.kill, fresh_redis.restart, RESTART_OUTAGE),
-            count=(fresh_redis, f.served),
+            server=fresh_redis,
+            count=f.served,
         )
     assert RESTART_OUTAGE <= run.outage < RESTART_OUTAGE + 1.0
     assert run.load["non2xx"] > 0  # the outage was seen
@@ -150,6 +151,7 @@ def test_restart_under_load_fails_requests_only_during_the_outage(
     assert run.after is not None
     assert THREADS <= run.before.total <= WORKERS * POOL
     assert run.after.total == run.before.total, (run.before, run.after)
+    assert run.unnamed == 0
 
 
 def test_client_kill_every_second_fails_no_request(
@@ -160,7 +162,8 @@ def test_client_kill_every_second_fails_no_request(
         run = run_fault(
             f.base,
             lambda: every(1.0, 8, lambda: killed.append(reset_connections(fresh_redis))),
-            count=(fresh_redis, f.served),
+            server=fresh_redis,
+            count=f.served,
         )
     assert len(killed) == 8
     assert min(killed) >= 1  # every kill found connections the pools had opened again
@@ -170,6 +173,7 @@ def test_client_kill_every_second_fails_no_request(
     assert run.before is not None
     assert run.after is not None
     assert run.after.total == run.before.total, (run.before, run.after)
+    assert run.unnamed == 0
 
 
 # ---------------------------------------------------------------- probes' bounds
@@ -180,9 +184,11 @@ def test_probes_with_redis_stopped(fresh_redis: RedisServer, tmp_path: Path) -> 
         run = run_fault(
             f.base,
             lambda: outage(fresh_redis.kill, fresh_redis.restart, PROBE_OUTAGE),
+            server=fresh_redis,
             probes=f.probe_urls,
         )
     assert_probes_bounded(run)
+    assert run.unnamed == 0  # every connection the pools opened again is named
     assert ready_during(run) == {503}
 
 
@@ -191,9 +197,11 @@ def test_probes_with_redis_paused(fresh_redis: RedisServer, tmp_path: Path) -> N
         run = run_fault(
             f.base,
             lambda: outage(fresh_redis.pause, fresh_redis.resume, PROBE_OUTAGE),
+            server=fresh_redis,
             probes=f.probe_urls,
         )
     assert_probes_bounded(run)
+    assert run.unnamed == 0  # every connection the pools opened again is named
     assert ready_during(run) == {503}
 
 
@@ -205,11 +213,14 @@ def test_probes_with_200_ms_of_latency(fresh_redis: RedisServer, tmp_path: Path)
         run = run_fault(
             f.base,
             lambda: outage(lambda: proxy.set_latency(0.1), lambda: proxy.set_latency(0.0), 5.0),
+            server=fresh_redis,
             probes=f.probe_urls,
         )
     assert_probes_bounded(run)
-    # The latency is seen: a request made under it waits for 3 round trips of 200 ms.
-    under = [s for s in run.work if run.fault_at < s.at and s.end < run.back_at]
+    assert run.unnamed == 0  # every connection the pools opened again is named
+    # The latency is seen: a request made under it, with time left for 3 round trips
+    # of 200 ms before it ends, takes them all (or waits for its turn until then).
+    under = [s for s in run.work if run.fault_at < s.at <= run.back_at - 0.7]
     assert under
     assert min(s.seconds for s in under) >= 0.6
 
@@ -234,13 +245,20 @@ def test_probes_with_30_percent_packet_loss(lossy_network: LossyNetwork, tmp_pat
         lossy_network.redis(tmp_path / "redis") as server,
         fleet(server.url, tmp_path) as f,
     ):
+        dropped: list[int] = []
         run = run_fault(
             f.base,
-            lambda: outage(lambda: lossy_network.drop(30, server.port), lossy_network.heal, 5.0),
+            lambda: outage(
+                lambda: lossy_network.drop(30, server.port),
+                lambda: dropped.append(lossy_network.heal()),
+                5.0,
+            ),
+            server=server,
             probes=f.probe_urls,
         )
     assert_probes_bounded(run)
-    assert failed(run.work)  # the loss is seen: some requests fail
+    assert run.unnamed == 0  # every connection the pools opened again is named
+    assert dropped[0] > 0
 
 
 # ---------------------------------------------------------------------- maxclients
