@@ -45,6 +45,8 @@ CHECK_TIMEOUT = 1.0
 LIVE_BOUND, READY_BOUND = 0.5, CHECK_TIMEOUT + 0.5
 RESTART_OUTAGE, OUTAGE = 2.0, 5.0
 PROBES = ("live", "ready")
+#: Clients of each probe, each probing every 0.1 s: over 100 answers, so that p99 is not the max.
+PROBE_CLIENTS = 2
 METHOD = (
     f"The fault suite's faults (tests/test_faults.py, run by tests/faults.py), once each: "
     f"testproject (`testproject.settings`, sized pools with the defaults, "
@@ -63,7 +65,7 @@ METHOD = (
     f"proxy and in the namespace a worker's connections cannot be told apart on the server: "
     f"not counted. `unnamed after`: the server's connections without a name once each run's "
     f"load has stopped (the load's run / the probes' run). The probes' run adds probes "
-    f"every 0.1 s on a fresh connection each (5 s "
+    f"({PROBE_CLIENTS} clients of each, each every 0.1 s) on a fresh connection each (5 s "
     f"timeout), from 1 s before the fault to 2 s after it, through the probe listener "
     f"(`CONNHEALTH_PROBE_PORT`) and through the app's own port; p99 is nearest-rank over "
     f"all their answers. The outage is the time from the fault's start to its end (for a "
@@ -219,6 +221,7 @@ def run_twice(fault: Fault, number: int) -> tuple[Run, Run]:
             lambda: fault.act(stage),
             server=stage.redis,
             probes=probes,
+            probe_clients=PROBE_CLIENTS,
             die_with_parent=True,
         )
     return load, probed

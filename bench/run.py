@@ -835,7 +835,7 @@ def merge_results(sections: list[Section], info: list[tuple[str, str]], elapsed:
         match = re.match(r"## (\d+)\. ", block)
         return match.group(1) if match else None
 
-    kept = [block for block in blocks if number(block) not in ran]
+    kept = [block.rstrip() + "\n\n" for block in blocks if number(block) not in ran]
     rows = []
     for index, block in enumerate(kept):
         if block.startswith("## Summary"):

@@ -182,6 +182,7 @@ def run_fault(
     *,
     server: RedisServer | None = None,
     probes: Mapping[str, str] | None = None,
+    probe_clients: int = 1,
     count: Served | None = None,
     recovery: float = RECOVERY,
     die_with_parent: bool = False,
@@ -190,7 +191,8 @@ def run_fault(
 
     ``server``: the Redis the app uses (where the connections are looked at).
     ``probes``: name to URL, each probed from the baseline to the end of the
-    recovery. ``count``: what serves testproject, to count the server's named
+    recovery by ``probe_clients`` clients (each every PROBE_INTERVAL).
+    ``count``: what serves testproject, to count the server's named
     connections at full concurrency (``saturated_connections``) before and
     after. Each time the connections are fresh (``reset_connections`` before,
     the fault after), so the two figures count the same thing, and no probe
@@ -210,7 +212,8 @@ def run_fault(
             before = saturated_connections(server, count)
         with contextlib.ExitStack() as stack:
             samplers = {
-                name: stack.enter_context(Sampler(url)) for name, url in (probes or {}).items()
+                name: stack.enter_context(Sampler(url, clients=probe_clients))
+                for name, url in (probes or {}).items()
             }
             time.sleep(BASELINE_SECONDS)
             fault_at = time.monotonic()
