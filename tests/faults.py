@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
-from django_connhealth.defaults import CLIENT_NAME_PREFIX
+from django_connhealth.naming import parse_client_name
 from testproject.sockets import ESTABLISHED, sockets_of, tcp_connections
 from testproject.supervisor import processes
 from tests.sampling import Sample, Sampler, Wrk, failed, percentile
@@ -43,7 +43,7 @@ TIMELINE_CLIENTS, TIMELINE_TIMEOUT = 2, 10.0
 
 
 def named_connections(server: RedisServer) -> int:
-    """Connections to ``server`` that this app named (``connhealth:...``)."""
+    """Connections to ``server`` that this app named (``connhealth:<host>:<pid>:<alias>``)."""
     return sum(named_by_pid(server).values())
 
 
@@ -51,10 +51,9 @@ def named_by_pid(server: RedisServer) -> dict[int, int]:
     """Connections to ``server`` that this app named, by the pid in their names."""
     found: dict[int, int] = {}
     for client in server.client_list():
-        prefix, _, rest = client["name"].partition(":")
-        if prefix == CLIENT_NAME_PREFIX:
-            pid = int(rest.split(":")[1])
-            found[pid] = found.get(pid, 0) + 1
+        name = parse_client_name(client["name"])
+        if name is not None:
+            found[name.pid] = found.get(name.pid, 0) + 1
     return found
 
 

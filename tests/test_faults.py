@@ -63,7 +63,7 @@ ARGS = ["-k", "gthread", "-w", str(WORKERS), "--threads", str(THREADS)]
 POOL = THREADS + 2
 #: What a liveness answer may take; a readiness answer: BOUND (the check timeout + 0.5 s).
 LIVE_BOUND = 0.5
-#: Seconds Redis is down in a restart, and in the probes' faults.
+#: Seconds Redis is down in a restart, and any fault lasts in the probes' tests.
 RESTART_OUTAGE, PROBE_OUTAGE = 2.0, 5.0
 #: How much longer than the outage requests may fail.
 ERROR_MARGIN = 2.0
@@ -212,7 +212,9 @@ def test_probes_with_200_ms_of_latency(fresh_redis: RedisServer, tmp_path: Path)
     ):
         run = run_fault(
             f.base,
-            lambda: outage(lambda: proxy.set_latency(0.1), lambda: proxy.set_latency(0.0), 5.0),
+            lambda: outage(
+                lambda: proxy.set_latency(0.1), lambda: proxy.set_latency(0.0), PROBE_OUTAGE
+            ),
             server=fresh_redis,
             probes=f.probe_urls,
         )
@@ -251,7 +253,7 @@ def test_probes_with_30_percent_packet_loss(lossy_network: LossyNetwork, tmp_pat
             lambda: outage(
                 lambda: lossy_network.drop(30, server.port),
                 lambda: dropped.append(lossy_network.heal()),
-                5.0,
+                PROBE_OUTAGE,
             ),
             server=server,
             probes=f.probe_urls,
