@@ -235,7 +235,7 @@ def run_load(
     result's ``restarts`` counts them.
     """
     for restarts in range(BALANCE_TRIES):
-        proc = _start_load(url, connections, seconds, threads)
+        proc = start_load(url, connections, seconds, threads)
         if balanced is not None and restarts < BALANCE_TRIES - 1:
             time.sleep(BALANCE_CHECK_AFTER)
             if not balanced(connections):
@@ -247,7 +247,8 @@ def run_load(
     raise AssertionError("unreachable")
 
 
-def _start_load(url: str, connections: int, seconds: float, threads: int) -> Child:
+def start_load(url: str, connections: int, seconds: float, threads: int) -> Child:
+    """A load on ``url`` for ``seconds``, started and left running (stop it, or wait)."""
     threads = max(1, min(threads, connections))
     if load_generator() == "wrk":
         cmd = wrk.command(url, connections, seconds, threads)

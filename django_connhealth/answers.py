@@ -78,8 +78,10 @@ def liveness(sees_detail: Callable[[], bool]) -> dict[str, Any]:
 
 def readiness_settings() -> tuple[float, float]:
     """(timeout, ttl) to check with; ImproperlyConfigured for a malformed setting."""
-    # Read for its error only: a malformed interval stops publishing, and must not pass.
+    # Read for their errors only: a malformed interval stops publishing, a malformed
+    # threshold leak reports, and neither must pass.
     conf.CONNHEALTH_PUBLISH_SECONDS  # noqa: B018
+    conf.CONNHEALTH_LEAK_SECONDS  # noqa: B018
     return conf.CONNHEALTH_CHECK_TIMEOUT, conf.CONNHEALTH_CACHE_SECONDS
 
 

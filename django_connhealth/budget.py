@@ -1,18 +1,74 @@
-"""The fleet's connection budget on each server, as the command last saw it.
+"""The fleet's connection budget on a server: will the next deploy fit under maxclients?
 
-When a server turns the command away because its ``maxclients`` is reached,
-the last figures this process saw (an earlier refresh of ``--watch``) say
-what the fleet may open, when nothing can be read from the server itself.
+The fleet may open the sum of every live process's ``max_connections``. A
+rolling deploy runs a surge of new processes beside the old ones (Kubernetes'
+``maxSurge``, 25 % by default), each with full pools: that sum, the surge
+added (rounded up, as Kubernetes rounds a surge), and the connections that no
+sized pool opened must fit under ``maxclients``. Pure arithmetic, plus the last
+budget seen per server, for when a full server turns the command away.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
+
+#: Kubernetes' default ``maxSurge`` for a rolling update.
+DEFAULT_SURGE_PERCENT = 25.0
+MAX_SURGE_PERCENT = 1000.0
+
+
+def budget(
+    max_connections: Sequence[int],
+    server: Mapping[str, Any],
+    surge_percent: float,
+    others: int,
+) -> dict[str, Any]:
+    """The budget of processes with pools of ``max_connections`` each (SPEC ``fleet.budget``).
+
+    ``others``: connections on the server no sized pool opened; they hold part
+    of ``maxclients`` too. Figures that need ``maxclients`` are ``None`` without it.
+    """
+    fleet_max = sum(max_connections)
+    needed = math.ceil(fleet_max * (100 + surge_percent) / 100 - 1e-9)
+    maxclients = server.get("maxclients")
+    spare = fit = None
+    if isinstance(maxclients, int):
+        spare = maxclients - needed - others
+        largest = max(max_connections, default=0)
+        fit = max(0, spare) // largest if largest else None
+    return {
+        "maxclients": maxclients,
+        "connected_clients": server.get("connected_clients"),
+        "fleet_max_connections": fleet_max,
+        "surge_percent": surge_percent,
+        "needed_with_surge": needed,
+        "spare": spare,
+        "processes_that_fit": fit,
+    }
+
+
+def budget_warning(summary: Mapping[str, Any]) -> str | None:
+    """What does not fit under ``maxclients``, if anything."""
+    maxclients = summary["maxclients"]
+    if not isinstance(maxclients, int):
+        return None
+    fleet_max = summary["fleet_max_connections"]
+    if fleet_max > maxclients:
+        return (
+            f"the fleet's pools may open {fleet_max} connections, more than maxclients {maxclients}"
+        )
+    if summary["needed_with_surge"] > maxclients:
+        return (
+            f"a rolling deploy with a {summary['surge_percent']:g}% surge may open "
+            f"{summary['needed_with_surge']} connections, more than maxclients {maxclients}"
+        )
+    return None
 
 
 class Budgets:

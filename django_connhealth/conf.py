@@ -87,6 +87,11 @@ class Settings:
         return _seconds("CONNHEALTH_CACHE_SECONDS", defaults.CACHE_SECONDS, zero=True)
 
     @property
+    def CONNHEALTH_LEAK_SECONDS(self) -> float:
+        """0: off. Otherwise a connection checked out longer than this is reported."""
+        return _seconds("CONNHEALTH_LEAK_SECONDS", defaults.LEAK_SECONDS, zero=True)
+
+    @property
     def CONNHEALTH_WATCHDOG_SECONDS(self) -> float:
         """0: off. Otherwise liveness fails when every request thread is stuck this long."""
         return _seconds("CONNHEALTH_WATCHDOG_SECONDS", defaults.WATCHDOG_SECONDS, zero=True)
@@ -131,6 +136,7 @@ SETTING_NAMES = (
     "CONNHEALTH_PUBLISH_SECONDS",
     "CONNHEALTH_CACHE_SECONDS",
     "CONNHEALTH_WATCHDOG_SECONDS",
+    "CONNHEALTH_LEAK_SECONDS",
     "CONNHEALTH_PROBE_PORT",
     "CONNHEALTH_PROBE_HOST",
 )

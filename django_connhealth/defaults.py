@@ -129,3 +129,7 @@ PROBE_BACKLOG = 1024
 #: Bytes and seconds a probe may take to send its request head.
 PROBE_HEAD_LIMIT = 8192
 PROBE_HEAD_SECONDS = 5.0
+
+#: Seconds a connection may stay checked out before it is reported as a leak
+#: (``CONNHEALTH_LEAK_SECONDS``): far beyond any request's use of one.
+LEAK_SECONDS = 30.0

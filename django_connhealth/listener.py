@@ -123,7 +123,7 @@ class ProbeListener:
     """One process's listener: a socket and the thread whose event loop serves it."""
 
     def __init__(self, sock: socket.socket, paths: dict[str, str]) -> None:
-        self._sock = sock
+        self._socket = sock
         self.paths = {**PATHS, **paths}
         self.address: tuple[str, int] = sock.getsockname()[:2]
         self._loop = asyncio.new_event_loop()
@@ -152,20 +152,20 @@ class ProbeListener:
         The loop is left as it is (it cannot be closed while it counts as
         running); the listener is kept referenced so it is never collected.
         """
-        self._sock.close()
+        self._socket.close()
         _abandoned.append(self)
 
     def _run(self) -> None:
         try:
             self._loop.run_until_complete(self._serve())
         finally:
-            self._sock.close()
+            self._socket.close()
 
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
         server = await asyncio.start_server(
             self._client,
-            sock=self._sock,
+            sock=self._socket,
             limit=defaults.PROBE_HEAD_LIMIT,
             backlog=defaults.PROBE_BACKLOG,
         )
@@ -174,7 +174,7 @@ class ProbeListener:
             await self._stopping.wait()
             # No new connections. Not server.close() yet: a connection accepted in
             # this turn of the loop would then fail to attach to it, and leak.
-            self._loop.remove_reader(self._sock.fileno())
+            self._loop.remove_reader(self._socket.fileno())
             await asyncio.sleep(0)  # an accept already due runs, and makes its task
             # Each connection still open is closed under its reader, whose task then
             # ends (one awaiting a check ends by that check's deadline); a connection

@@ -206,6 +206,12 @@ class SizedConnectionPool(BlockingConnectionPool):
             set_client_name(connection, self.client_name())
         return connection
 
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        connection = super().get_connection(*args, **kwargs)
+        # A clock read, for leak reports: who holds a connection, since when.
+        real_connection(connection).connhealth_held = (time.monotonic(), threading.get_ident())
+        return connection
+
     def checkout(self, deadline: float) -> Any:
         """A free connection, not necessarily connected, waiting until ``deadline`` at most.
 
@@ -217,6 +223,7 @@ class SizedConnectionPool(BlockingConnectionPool):
         own_pool(self)
         slot = self.slots.get_by(deadline, self.timeout)
         if slot is not None:
+            real_connection(slot).connhealth_held = None  # the app's own: no leak report
             return slot
         try:
             return self.make_connection()

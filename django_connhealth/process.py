@@ -20,6 +20,7 @@ from django_connhealth.adapters.django_builtin import SharedSizedPool
 from django_connhealth.budget import budgets
 from django_connhealth.factory import ConnectionFactory, SentinelConnectionFactory
 from django_connhealth.heartbeat import heartbeat
+from django_connhealth.servers.uwsgi import after_fork_in_workers, in_uwsgi_master
 from django_connhealth.serving import serving
 from django_connhealth.watchdog import watchdog
 
@@ -85,10 +86,16 @@ _installed = False
 
 
 def install_process_hooks() -> None:
-    """Publish from every sized pool, unpublish at exit, reset in a forked child (once)."""
+    """Publish from every sized pool, unpublish at exit, reset in a forked child (once).
+
+    A forked child is reset by Python's fork handler, and in a uWSGI worker by
+    uWSGI's post-fork hook (its C fork runs no Python handler by default).
+    """
     global _installed
     pool.set_due_hook(publish.publish_when_due)
     if not _installed:
         atexit.register(publish.unpublish_all)
         os.register_at_fork(after_in_child=_after_fork)
+        if in_uwsgi_master():
+            after_fork_in_workers(_after_fork)
         _installed = True

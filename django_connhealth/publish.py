@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import ImproperlyConfigured
 from redis.exceptions import RedisError
 
-from django_connhealth import defaults
+from django_connhealth import defaults, leaks
 from django_connhealth.borrow import borrow
 from django_connhealth.conf import conf
 from django_connhealth.heartbeat import heartbeat
@@ -60,6 +60,8 @@ def record(pool: SizedConnectionPool, interval: float) -> dict[str, Any]:
         "role": role(),
         "alias": pool.alias,
         **pool.figures().as_dict(),
+        "held_longest_seconds": leaks.check(pool, leak_seconds()),
+        "leaks": pool.slots.leaks,
         "named": pool.names_connections,
         "name_refused": pool.name_refused,
         "interval": interval,
@@ -151,6 +153,16 @@ def interval_now() -> float:
         if not _complained:
             logger.error("connhealth: not publishing pool figures: %s", exc)
             _complained = True
+        return 0.0
+
+
+def leak_seconds() -> float:
+    """``CONNHEALTH_LEAK_SECONDS``, or 0 (no reports) when misconfigured, which is logged
+    (readiness fails for it, and the system check names it)."""
+    try:
+        return conf.CONNHEALTH_LEAK_SECONDS
+    except ImproperlyConfigured as exc:
+        logger.error("connhealth: no leak reports: %s", exc)
         return 0.0
 
 

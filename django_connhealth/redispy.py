@@ -67,6 +67,11 @@ def forget_connection(pool: Any, connection: Any) -> None:
         pool._connections.remove(connection)
 
 
+def every_connection(pool: Any) -> list[Any]:
+    """Every connection a blocking pool has made and not dropped, in use or free."""
+    return list(pool._connections)
+
+
 def set_client_name(connection: Any, name: str) -> None:
     """Make ``connection`` send ``CLIENT SETNAME name`` when it connects."""
     real_connection(connection).client_name = name

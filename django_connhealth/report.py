@@ -19,9 +19,9 @@ from redis.exceptions import RedisError, ResponseError
 
 from django_connhealth import defaults
 from django_connhealth.adapters.registry import sized_aliases
-from django_connhealth.budget import budgets
+from django_connhealth.budget import DEFAULT_SURGE_PERCENT, budget, budget_warning, budgets
+from django_connhealth.clients import read_clients
 from django_connhealth.conf import client_host
-from django_connhealth.naming import parse_client_name
 from django_connhealth.publish import index_key
 from django_connhealth.redact import scrub
 from django_connhealth.refusals import failure, refused_by_acl
@@ -37,7 +37,17 @@ if TYPE_CHECKING:
 
 #: The order the table groups processes in.
 ROLES = {"web": 0, "celery": 1, "other": 2}
-FIGURES = ("in_use", "idle", "peak_in_use", "waits", "wait_seconds", "timeouts", "max_connections")
+FIGURES = (
+    "in_use",
+    "idle",
+    "peak_in_use",
+    "waits",
+    "wait_seconds",
+    "timeouts",
+    "max_connections",
+    "leaks",
+    "held_longest_seconds",
+)
 
 
 @dataclass(frozen=True)
@@ -65,25 +75,6 @@ def server_figures(client: Redis) -> dict[str, Any]:
         "connected_clients": info.get("connected_clients"),
         "maxclients": info.get("maxclients"),
     }
-
-
-def connections_by_process(
-    client: Redis, pool_alias: str, me: Me
-) -> dict[tuple[str, int], list[int]]:
-    """The ages (seconds) of the open connections per (host, pid) named for ``pool_alias``;
-    raises if refused."""
-    ages: dict[tuple[str, int], list[int]] = {}
-    # Only this pool's db, where the records are: another project on another db of
-    # the same server may name its pools the same.
-    db = str(client.connection_pool.connection_kwargs.get("db") or 0)
-    for entry in client.client_list():
-        if str(entry.get("db")) != db:
-            continue
-        name = parse_client_name(str(entry.get("name") or ""))
-        if name is None or name.alias != pool_alias or (name.host, name.pid) == (me.host, me.pid):
-            continue
-        ages.setdefault((name.host, name.pid), []).append(int(entry.get("age") or 0))
-    return ages
 
 
 def published_records(client: Redis, pool_alias: str) -> dict[tuple[str, int], dict[str, Any]]:
@@ -145,6 +136,8 @@ def processes(
         row["age_seconds"] = record.get("age_seconds")
         row["stale"] = bool(record.get("stale"))
         row["named"] = not unnamed
+        # connections on the server, and no record: a killed process, or one never published
+        row["orphaned"] = not record and bool(row["connections"])
         row["ghost_connections"] = ghosts(row, None if ages is None else ages.get((host, pid), []))
         rows.append(row)
     # Grouped by role (web, celery, other, then unknown), each by host and pid.
@@ -216,28 +209,38 @@ def unnamed_notes(
     return notes
 
 
-def fleet(rows: list[dict[str, Any]], server: Mapping[str, Any]) -> dict[str, Any]:
+def fleet(
+    rows: list[dict[str, Any]],
+    server: Mapping[str, Any],
+    surge_percent: float = DEFAULT_SURGE_PERCENT,
+    others: int = 0,
+) -> dict[str, Any]:
     # A process holding connections is live, whatever the age of its record.
     live = [row for row in rows if row["connections"] or not row["stale"]]
-    budget = sum(row["max_connections"] or 0 for row in live)
     counts = [row["connections"] for row in live]
+    sizes = [row["max_connections"] or 0 for row in live]
     summary: dict[str, Any] = {
         "processes": len(live),
         # unknown (None) when the server refused CLIENT LIST, or a process's
         # connections are not named
         "connections": None if None in counts else sum(counts),
-        "max_connections": budget,
+        "max_connections": sum(sizes),
+        "budget": budget(sizes, server, surge_percent, others),
     }
-    maxclients = server.get("maxclients")
-    if isinstance(maxclients, int) and budget > maxclients:
-        summary["warning"] = (
-            f"the fleet's pools may open {budget} connections, more than maxclients {maxclients}"
-        )
+    warning = budget_warning(summary["budget"])
+    if warning is not None:
+        summary["warning"] = warning
     return summary
 
 
-def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me) -> dict[str, Any]:
-    """The report of one sized alias: its pools, its server and its fleet."""
+def alias_report(
+    alias: str,
+    adapter: Adapter,
+    config: Mapping[str, Any],
+    me: Me,
+    surge_percent: float = DEFAULT_SURGE_PERCENT,
+) -> dict[str, Any]:
+    """The report of one sized alias: its pools, its server, its fleet and the others."""
     pool_alias = adapter.pool_name(alias, config)
     # This process's connections are named with the host its pools were sized with.
     me = Me(adapter.pool_host(config) or me.host, me.pid)
@@ -247,6 +250,7 @@ def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me
         "server": None,
         "processes": [],
         "fleet": None,  # unknown until the server answers
+        "others": None,  # unknown until CLIENT LIST answers
         "notes": [],
     }
     configs = adapter.pool_configs(config)
@@ -288,12 +292,13 @@ def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me
         if index:
             continue
         report["server"] = server
+        ages: dict[tuple[str, int], list[int]] | None = None
+        others = 0
         try:
-            ages: dict[tuple[str, int], list[int]] | None = connections_by_process(
-                client, pool_alias, me
-            )
+            clients = read_clients(client, pool_alias, (me.host, me.pid))
+            ages, report["others"] = clients.ours, clients.others
+            others = clients.others_connections
         except (RedisError, OSError) as exc:
-            ages = None
             if isinstance(exc, ResponseError) and refused_by_acl(exc):
                 said = "refused by the server's ACL"
             else:  # a timeout on a long list, a dropped connection
@@ -312,18 +317,22 @@ def alias_report(alias: str, adapter: Adapter, config: Mapping[str, Any], me: Me
         report["processes"] = processes(connections, records, me, ages)
         report["notes"] += unnamed_notes(report["processes"], records)
         report["notes"] += ghost_notes(report["processes"])
-        report["fleet"] = fleet(report["processes"], server)
+        report["fleet"] = fleet(report["processes"], server, surge_percent, others)
         budgets.remember(entry["location"], report["fleet"], server)
     return report
 
 
-def full_report(concurrency: Concurrency, aliases: list[str] | None = None) -> dict[str, Any]:
+def full_report(
+    concurrency: Concurrency,
+    aliases: list[str] | None = None,
+    surge_percent: float = DEFAULT_SURGE_PERCENT,
+) -> dict[str, Any]:
     me = Me.here()
     sized = sized_aliases(getattr(settings, "CACHES", {}))
     return {
         "concurrency": concurrency.as_dict(),
         "caches": {
-            alias: alias_report(alias, adapter, config, me)
+            alias: alias_report(alias, adapter, config, me, surge_percent)
             for alias, (adapter, config) in sized.items()
             if aliases is None or alias in aliases
         },

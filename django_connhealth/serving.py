@@ -15,7 +15,7 @@ import threading
 from django_connhealth.conf import conf
 from django_connhealth.listener import ProbeListener, bind
 from django_connhealth.servers.gunicorn import loading_in_arbiter
-from django_connhealth.servers.uwsgi import running_uwsgi_options, threads_run, uwsgi_module
+from django_connhealth.servers.uwsgi import in_uwsgi_master, running_uwsgi_options, threads_run
 
 logger = logging.getLogger("django_connhealth")
 
@@ -37,12 +37,7 @@ class Serving:
         """Start the listener here, or after the fork; the address served here, if any."""
         if conf.CONNHEALTH_PROBE_PORT is None:
             return None
-        uwsgi = uwsgi_module()
-        if uwsgi is not None and uwsgi.worker_id() == 0:
-            self.deferred = True
-            _chain_uwsgi_post_fork(uwsgi, self.start)
-            return None
-        if loading_in_arbiter():
+        if in_uwsgi_master() or loading_in_arbiter():
             self.deferred = True  # the fork handler starts one in each worker
             return None
         return self.start()
@@ -81,25 +76,18 @@ class Serving:
             listener.stop()
 
     def after_fork(self) -> None:
-        """In a forked child: leave the parent's listener, start our own if promised."""
+        """In a forked child: leave the parent's listener, start our own if promised.
+
+        Once per process: under uWSGI with ``py-call-osafterfork`` both fork hooks run.
+        """
+        if self._pid == os.getpid():
+            return
         self._lock = threading.Lock()
         inherited, self._listener = self._listener, None
         if inherited is not None:
             inherited.abandon()
-        if self.deferred and uwsgi_module() is None:
+        if self.deferred:
             self.start()
-
-
-def _chain_uwsgi_post_fork(uwsgi: object, hook: object) -> None:
-    """Run ``hook`` in each uWSGI worker after the fork, after any hook set before."""
-    previous = getattr(uwsgi, "post_fork_hook", None)
-
-    def post_fork() -> None:
-        if callable(previous):
-            previous()
-        hook()  # type: ignore[operator]
-
-    uwsgi.post_fork_hook = post_fork  # type: ignore[attr-defined]
 
 
 serving = Serving()

@@ -36,6 +36,7 @@ class CountingQueue(LifoQueue[Any]):
         self.waits = 0
         self.wait_seconds = 0.0
         self.timeouts = 0
+        self.leaks = 0  # connections held past CONNHEALTH_LEAK_SECONDS, each counted once
         #: callers blocked in a get; put() wakes one only when there are some
         self.waiting = 0
         #: set by the pool: named in errors, and called after a put from ``due_at`` on

@@ -11,6 +11,7 @@ from django.core.cache import cache
 from django.core.cache import caches as cache_handler
 from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.views.decorators.cache import never_cache
+from django_redis import get_redis_connection
 
 from django_connhealth.pool import live_pools
 
@@ -106,11 +107,9 @@ def hold(request: HttpRequest) -> HttpResponse:
             f"give a number of seconds from 0 to {HOLD_MAX_SECONDS:g}.",
             content_type="text/plain; charset=utf-8",
         )
-    cache.get(WORK_KEY)  # the process's first request makes its pool
-    sized = next(pool for pool in live_pools() if pool.alias == "default")
-    connection = sized.checkout(time.monotonic() + 2.0)
-    try:
+    # A client of one connection, taken from the pool as redis-py takes one (a
+    # pub/sub or a lock holds one so), and given back when it closes.
+    with get_redis_connection("default").client() as held:
+        held.ping()
         time.sleep(seconds)
-    finally:
-        sized.release(connection)
     return _text(f"held a connection for {seconds:g} s")

@@ -5,6 +5,7 @@ No test module imports another: what two of them need lives here.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import inspect
@@ -18,6 +19,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -455,6 +457,27 @@ def ask(
         return response.status, dict(response.getheaders()), body, time.monotonic() - started
     finally:
         connection.close()
+
+
+async def _storm(address: tuple[str, int], probes: int, path: str) -> list[tuple[int, float]]:
+    async def probe() -> tuple[int, float]:
+        started = time.monotonic()
+        reader, writer = await asyncio.open_connection(*address)
+        try:
+            writer.write(f"GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n".encode())
+            answer = await reader.read()
+        finally:
+            writer.close()
+            await writer.wait_closed()
+        return int(answer.split(b" ", 2)[1]), time.monotonic() - started
+
+    return await asyncio.gather(*(probe() for _ in range(probes)))
+
+
+def storm(address: tuple[str, int], probes: int, path: str = "/ready") -> tuple[Counter[int], Any]:
+    """``probes`` concurrent probes: (statuses, sorted latencies)."""
+    answers = asyncio.run(_storm(address, probes, path), debug=False)  # as the kubelet: no tracing
+    return Counter(status for status, _ in answers), sorted(elapsed for _, elapsed in answers)
 
 
 def listening_pids(port: int) -> set[int]:

@@ -77,7 +77,7 @@ SPEC_PROCESS_KEYS = {
     "max_connections",
 }
 #: Keys a ``processes`` entry carries beyond the SPEC's (it allows more).
-EXTRA_PROCESS_KEYS = {"wait_seconds", "stale", "named", "role", "ghost_connections"}
+EXTRA_PROCESS_KEYS = {"wait_seconds", "stale", "named", "role", "ghost_connections", "orphaned"}
 
 
 # ---------------------------------------------------------------------- helpers
@@ -151,7 +151,7 @@ def test_json_has_the_spec_keys_and_the_fleet(redis_db: RedisDB, tmp_path: Path)
     assert set(report["caches"]) == {"default"}
     cache = report["caches"]["default"]
     # "notes" is left out of JSON when there is none.
-    assert set(cache) == {"status", "pools", "server", "processes", "fleet"}
+    assert set(cache) == {"status", "pools", "server", "processes", "fleet", "others"}
     assert cache["status"] == "pass"
 
     [pool] = cache["pools"]
@@ -188,11 +188,15 @@ def test_json_has_the_spec_keys_and_the_fleet(redis_db: RedisDB, tmp_path: Path)
     assert 0 <= row["age_seconds"] <= 2.0  # published every second
     assert row["stale"] is False
 
+    budget = cache["fleet"].pop("budget")
     assert cache["fleet"] == {
         "processes": 1,
         "connections": row["connections"],
         "max_connections": 3,
     }
+    assert budget["fleet_max_connections"] == 3
+    assert budget["needed_with_surge"] == 4  # 3.75, rounded up
+    assert row["orphaned"] is False
 
 
 def test_json_processes_across_hosts_and_figures_not_published_are_null(
@@ -221,6 +225,7 @@ def test_json_processes_across_hosts_and_figures_not_published_are_null(
         key: legacy[key] for key in SPEC_PROCESS_KEYS - {"host", "pid", "connections"}
     } == dict.fromkeys(SPEC_PROCESS_KEYS - {"host", "pid", "connections"})
     assert legacy["stale"] is False
+    assert cache["fleet"].pop("budget")["fleet_max_connections"] == 6
     assert cache["fleet"] == {
         "processes": 3,
         "connections": sum(row["connections"] for row in rows.values()),
@@ -302,10 +307,18 @@ def test_table_is_aligned_and_plain_under_no_color(redis_db: RedisDB, tmp_path: 
     assert by_host["h"][2] == str(second.pid)
     assert all(re.fullmatch(r"\d+(\.\d+)?s", cells[10]) for cells in by_host.values())
     assert all(cells[0] == "other" for cells in by_host.values())  # the workers: scripts
+    # then the fleet, its budget and (on a shared server) the others' connections
+    fleet_at = next(n for n, line in enumerate(lines) if line.startswith("  fleet: "))
     assert re.fullmatch(
         r"  fleet: 2 processes, \d+ connections, pools up to 6 connections \(maxclients \d+\)",
-        lines[-1],
+        lines[fleet_at],
     )
+    assert re.fullmatch(
+        r"  budget: 6 connections, 8 with a 25% surge; maxclients (\d+) leaves \d+ spare, "
+        r"room for \d+ more processes like the largest",
+        lines[fleet_at + 1],
+    )
+    assert all(line.startswith("  others (") for line in lines[fleet_at + 2 :])
 
 
 def test_table_is_colored_under_force_color(redis_db: RedisDB, tmp_path: Path) -> None:
@@ -536,6 +549,8 @@ def test_acl_without_client_list(start_redis: StartRedis, tmp_path: Path) -> Non
     assert row["in_use"] >= 1
     assert row["max_connections"] == 3
     # Without CLIENT LIST the fleet's connections are unknown, not 0.
+    assert cache["others"] is None  # unknown, not none
+    assert cache["fleet"].pop("budget")["fleet_max_connections"] == 3
     assert cache["fleet"] == {"processes": 1, "connections": None, "max_connections": 3}
 
 

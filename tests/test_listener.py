@@ -6,14 +6,12 @@ timings are bounds the probes must keep whatever Redis does.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import http.client
 import json
 import socket
-import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -30,6 +28,7 @@ from tests.helpers import (
     TOKEN,
     ask,
     health,
+    storm,
     wait_for,
 )
 
@@ -172,27 +171,6 @@ def test_stopped_redis_fails_ready_in_time_while_live_answers(fresh_redis: Redis
         finally:
             fresh_redis.resume()
         wait_for(lambda: ask(address, "/ready")[0] == 200, BOUND + CHECK_TIMEOUT, "recovery")
-
-
-async def _storm(address: tuple[str, int], probes: int, path: str) -> list[tuple[int, float]]:
-    async def probe() -> tuple[int, float]:
-        started = time.monotonic()
-        reader, writer = await asyncio.open_connection(*address)
-        try:
-            writer.write(f"GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n".encode())
-            answer = await reader.read()
-        finally:
-            writer.close()
-            await writer.wait_closed()
-        return int(answer.split(b" ", 2)[1]), time.monotonic() - started
-
-    return await asyncio.gather(*(probe() for _ in range(probes)))
-
-
-def storm(address: tuple[str, int], probes: int, path: str = "/ready") -> tuple[Counter[int], Any]:
-    """``probes`` concurrent probes: (statuses, sorted latencies)."""
-    answers = asyncio.run(_storm(address, probes, path), debug=False)  # as the kubelet: no tracing
-    return Counter(status for status, _ in answers), sorted(elapsed for _, elapsed in answers)
 
 
 def test_a_storm_of_probes_against_a_stopped_redis_answers_within_the_timeout(

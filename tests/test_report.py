@@ -42,10 +42,19 @@ def test_named_processes_are_counted() -> None:
     }
     rows = rows_of(records)
     assert unnamed_notes(rows, records) == []
-    assert fleet(rows, {"maxclients": 10}) == {
+    assert fleet(rows, {"maxclients": 10, "connected_clients": 9}) == {
         "processes": 3,
         "connections": 9,
         "max_connections": 15,
+        "budget": {
+            "maxclients": 10,
+            "connected_clients": 9,
+            "fleet_max_connections": 15,
+            "surge_percent": 25,
+            "needed_with_surge": 19,  # 18.75, rounded up
+            "spare": -9,
+            "processes_that_fit": 0,
+        },
         "warning": "the fleet's pools may open 15 connections, more than maxclients 10",
     }
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import types
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -19,13 +21,23 @@ from django.test import override_settings
 from django_connhealth import serve_probes
 from django_connhealth.serving import serving
 from testproject.supervisor import free_port
-from tests.helpers import ask, gunicorn, listening_pids, uvicorn, uwsgi, wait_for
+from tests.helpers import (
+    BOUND,
+    ask,
+    gunicorn,
+    listening_pids,
+    storm,
+    uvicorn,
+    uwsgi,
+    wait_for,
+)
 from tests.servers import child_env
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from tests.conftest import RedisDB
+    from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.usefixtures("isolated_probes")
 
@@ -128,3 +140,50 @@ def test_uwsgi_without_threads_says_so(redis_db: RedisDB, tmp_path: Path) -> Non
         "so no probe listener runs: add --enable-threads to uWSGI's options."
     ) in text
     assert text.count("add --enable-threads") == 2  # once per worker
+
+
+@pytest.mark.gunicorn
+def test_a_storm_of_probes_under_gunicorn_with_redis_paused(
+    fresh_redis: RedisServer, tmp_path: Path
+) -> None:
+    """500 readiness probes at once on the listener of gunicorn gthread 2 x 4, Redis paused.
+
+    Each worker sends one PING for all of its probes, and every probe is answered
+    within the check timeout plus the margin.
+    """
+    probes = 500
+    port = free_port()
+    env = child_env(
+        REDIS_URL=fresh_redis.url,
+        TESTPROJECT_VAR_DIR=str(tmp_path),
+        CONNHEALTH_PROBE_PORT=str(port),
+        CONNHEALTH_PROBE_HOST="127.0.0.1",
+    )
+    address = ("127.0.0.1", port)
+    args = ["-k", "gthread", "-w", "2", "--threads", "4"]
+    with gunicorn(args, env, tmp_path / "gunicorn.log", workers=2) as (_, _, pids):
+        wait_for(lambda: listening_pids(port) == set(pids), what="both listeners")
+        statuses, latencies = storm(address, probes)  # each worker has a pooled connection
+        assert statuses == Counter({200: probes})
+        fresh_redis.pause()
+        try:
+            statuses, latencies = storm(address, probes)
+        finally:
+            fresh_redis.resume()
+    assert statuses == Counter({503: probes})
+    assert latencies[int(probes * 0.99) - 1] < BOUND, latencies[-10:]
+
+
+def test_uwsgi_post_fork_hook_runs_after_the_one_set_before() -> None:
+    """uwsgidecorators' @postfork, or a user's own hook, still runs, first."""
+    from django_connhealth.servers.uwsgi import after_fork_in_workers
+
+    ran: list[str] = []
+    uwsgi = types.SimpleNamespace(post_fork_hook=lambda: ran.append("theirs"))
+    after_fork_in_workers(lambda: ran.append("ours"), uwsgi)
+    uwsgi.post_fork_hook()
+    assert ran == ["theirs", "ours"]
+    bare = types.SimpleNamespace()
+    after_fork_in_workers(lambda: ran.append("alone"), bare)
+    bare.post_fork_hook()
+    assert ran == ["theirs", "ours", "alone"]

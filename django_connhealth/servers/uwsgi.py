@@ -14,7 +14,7 @@ from django_connhealth.parse import parse_count
 from django_connhealth.servers.base import Candidate, ServerConcurrency, capped
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 
 def running_uwsgi_options() -> Mapping[str, object] | None:
@@ -66,6 +66,29 @@ def uwsgi_module() -> Any | None:
         return importlib.import_module("uwsgi")
     except ImportError:
         return None
+
+
+def in_uwsgi_master() -> bool:
+    """True in a uWSGI master that loaded the app before forking (no ``lazy-apps``)."""
+    uwsgi = uwsgi_module()
+    return uwsgi is not None and uwsgi.worker_id() == 0
+
+
+def after_fork_in_workers(hook: Callable[[], object], uwsgi: Any = None) -> None:
+    """Run ``hook`` in each uWSGI worker after the fork, after any hook set before.
+
+    uWSGI forks in C: Python's own fork handlers run there only with
+    ``py-call-osafterfork``; its ``post_fork_hook`` always runs.
+    """
+    uwsgi = uwsgi if uwsgi is not None else uwsgi_module()
+    previous = getattr(uwsgi, "post_fork_hook", None)
+
+    def post_fork() -> None:
+        if callable(previous):
+            previous()
+        hook()
+
+    uwsgi.post_fork_hook = post_fork
 
 
 def threads_run(options: Mapping[str, object]) -> bool:

@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_connhealth import defaults, publish
 from django_connhealth.adapters.registry import sized_aliases
+from django_connhealth.budget import DEFAULT_SURGE_PERCENT, MAX_SURGE_PERCENT
 from django_connhealth.errors import SettingError
 from django_connhealth.knobs import KNOBS
 from django_connhealth.parse import parse_seconds
@@ -53,6 +54,20 @@ def _watch_seconds(value: str) -> float:
         raise CommandError(str(exc)) from None
 
 
+def _surge_percent(value: str) -> float:
+    """``--surge PERCENT``: 0 to 1000, as a number (``25``, ``12.5``)."""
+    try:
+        percent = float(value)
+    except ValueError:
+        percent = -1.0
+    if not 0 <= percent <= MAX_SURGE_PERCENT:  # NaN fails too
+        raise CommandError(
+            f"--surge {value!r} is not valid: give a percentage from 0 to "
+            f"{MAX_SURGE_PERCENT:g}, such as 25 (Kubernetes' default maxSurge)."
+        )
+    return percent
+
+
 def _shown(value: object) -> str:
     """A figure as the table shows it: ``unknown`` for one the server would not give."""
     return "unknown" if value is None else str(value)
@@ -88,6 +103,25 @@ class Command(BaseCommand):
             help="Refresh every SECONDS until interrupted.",
         )
 
+        parser.add_argument(
+            "--surge",
+            metavar="PERCENT",
+            type=str,
+            default=None,
+            help=(
+                "A rolling deploy's surge, in percent of the fleet, for the budget "
+                f"(default: {DEFAULT_SURGE_PERCENT:g}, Kubernetes' maxSurge)."
+            ),
+        )
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            help=(
+                "Exit with status 3 when the fleet, with the surge, would not fit under "
+                "maxclients (a gate before a deploy)."
+            ),
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         # This process reads figures; it has none worth publishing. Resumed after,
         # for a process that runs the command in-process (call_command) and goes on.
@@ -96,6 +130,9 @@ class Command(BaseCommand):
 
     def _handle(self, options: dict[str, Any]) -> None:
         watch = None if options["watch"] is None else _watch_seconds(options["watch"])
+        surge = (
+            DEFAULT_SURGE_PERCENT if options["surge"] is None else _surge_percent(options["surge"])
+        )
         self.watching = watch is not None
         aliases = options["aliases"]
         sized = sized_aliases(getattr(settings, "CACHES", {}))
@@ -117,7 +154,7 @@ class Command(BaseCommand):
         failed: list[str] = []
         try:
             while True:
-                report = full_report(concurrency, aliases)
+                report = full_report(concurrency, aliases, surge)
                 failed = [
                     alias for alias, cache in report["caches"].items() if cache["status"] != "pass"
                 ]
@@ -134,6 +171,18 @@ class Command(BaseCommand):
             pass
         if failed:
             raise CommandError(f"unreachable or failing: {', '.join(failed)}", returncode=1)
+        if options["check"]:
+            crowded = [
+                alias
+                for alias, cache in report["caches"].items()
+                if cache["fleet"] is not None and "warning" in cache["fleet"]
+            ]
+            if crowded:
+                raise CommandError(
+                    f"the fleet would not fit under maxclients with a {surge:g}% surge: "
+                    f"{', '.join(crowded)}",
+                    returncode=3,
+                )
 
     def as_json(self, report: dict[str, Any]) -> str:
         for cache in report["caches"].values():
@@ -186,9 +235,30 @@ class Command(BaseCommand):
                     f"pools up to {fleet['max_connections']} connections "
                     f"(maxclients {_shown(cache['server']['maxclients'])})"
                 )
+                lines.append("  " + self._budget(fleet["budget"]))
                 if "warning" in fleet:
                     lines.append("  " + self.style.WARNING("warning: " + fleet["warning"]))
+            if cache["others"]:
+                groups = ", ".join(
+                    f"{group['name'] or '(unnamed)'} {group['connections']} "
+                    f"(idle up to {group['idle_seconds_max']}s)"
+                    for group in cache["others"]
+                )
+                lines.append(f"  others (connections no sized pool opened): {groups}")
         return "\n".join(lines)
+
+    @staticmethod
+    def _budget(budget: dict[str, Any]) -> str:
+        text = (
+            f"budget: {budget['fleet_max_connections']} connections, "
+            f"{budget['needed_with_surge']} with a {budget['surge_percent']:g}% surge"
+        )
+        if budget["spare"] is None:
+            return text + " (maxclients unknown)"
+        return (
+            f"{text}; maxclients {budget['maxclients']} leaves {budget['spare']} spare, room "
+            f"for {_shown(budget['processes_that_fit'])} more processes like the largest"
+        )
 
     @staticmethod
     def _server(server: dict[str, Any]) -> str:
@@ -207,6 +277,8 @@ class Command(BaseCommand):
                 cells[-1] = f"{row['age_seconds']}s"
             if row["stale"]:
                 cells[-1] += " stale"
+            if row["orphaned"]:
+                cells[-1] += " orphaned"
             table.append(cells)
         widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS))]
         out = []
