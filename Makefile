@@ -53,8 +53,8 @@ clean:
 		.mypy_cache .ruff_cache .hypothesis .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-# The benchmarks of bench/ (peers vs the limit), written to bench/RESULTS.md; about
-# 8-9 minutes. Builds bench/.venv (the project, gunicorn, the peers, profilers) and
+# The benchmarks of bench/ (peers vs the limit, faults), written to bench/RESULTS.md;
+# about 12 minutes. Builds bench/.venv (the project, gunicorn, the peers, profilers) and
 # apt-gets wrk and hyperfine when missing. See bench/run.py for BENCH_* knobs.
 bench:
 	python3 bench/bootstrap.py

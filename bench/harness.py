@@ -9,7 +9,6 @@ runner dies, so even a runner killed with SIGKILL leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -26,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from testproject import supervisor  # noqa: E402
+from testproject import supervisor, wrk  # noqa: E402
+from testproject.sockets import ESTABLISHED, sockets_of, tcp_connections  # noqa: E402
 from testproject.supervisor import HOST, Child, NotReady, free_port, processes  # noqa: E402
 from testproject.traffic import get  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 BENCH = ROOT / "bench"
 WORK = BENCH / ".work"
 VENV_BIN = Path(sys.executable).parent
-LUA = BENCH / "wrk_report.lua"
 
 # Variables that would change how testproject sizes its pools or what it runs.
 _SCRUBBED_PREFIXES = ("CONNHEALTH_", "UWSGI_", "DJANGO_", "BENCH_", "TESTPROJECT_")
@@ -121,12 +120,24 @@ def _no_control_socket() -> list[str]:
 
 
 class Gunicorn:
-    """testproject under ``gunicorn -k gthread --preload`` on a free loopback port."""
+    """testproject under ``gunicorn -k gthread --preload`` on a free loopback port.
+
+    ``preload=False``: each worker loads the application itself (as the fault tests run it).
+    """
 
     def __init__(
-        self, name: str, *, settings: str, redis_url: str, workers: int, threads: int, **env: str
+        self,
+        name: str,
+        *,
+        settings: str,
+        redis_url: str,
+        workers: int,
+        threads: int,
+        preload: bool = True,
+        **env: str,
     ) -> None:
         self.name = name
+        self.preload = preload
         self.workers = workers
         self.threads = threads
         self.port = free_port()
@@ -143,7 +154,7 @@ class Gunicorn:
             "--workers", str(self.workers),
             "--threads", str(self.threads),
             "--worker-class", "gthread",
-            "--preload",
+            *(["--preload"] if self.preload else []),
             "--graceful-timeout", "5",
             "--chdir", str(ROOT),
             "--error-logfile", str(self.log),
@@ -171,16 +182,12 @@ class Gunicorn:
     def spread(self) -> list[int]:
         """Established client connections held by each worker, fewest first (Linux /proc)."""
         assert self.child is not None
-        sockets = _established_sockets(self.port)
-        counts = []
-        for pid in processes(parent=self.child.pid):
-            held = 0
-            with contextlib.suppress(OSError):  # a worker that just exited
-                for fd in Path(f"/proc/{pid}/fd").iterdir():
-                    with contextlib.suppress(OSError):
-                        held += os.readlink(fd) in sockets
-            counts.append(held)
-        return sorted(counts)
+        accepted = {
+            c.socket
+            for c in tcp_connections()
+            if c.state == ESTABLISHED and c.local_port == self.port
+        }
+        return sorted(len(sockets_of(pid) & accepted) for pid in processes(parent=self.child.pid))
 
     def balanced(self, connections: int) -> bool:
         """Every worker holds at least half its share of ``connections``.
@@ -197,19 +204,6 @@ class Gunicorn:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _established_sockets(port: int) -> set[str]:
-    """``socket:[inode]`` of every established TCP connection to local ``port``."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                local, state, inode = fields[1], fields[3], fields[9]
-                if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
-                    found.add(f"socket:[{inode}]")
-    return found
 
 
 # -- load -----------------------------------------------------------------------------
@@ -257,10 +251,7 @@ def start_load(url: str, connections: int, seconds: float, threads: int) -> Chil
     """A load on ``url`` for ``seconds``, started and left running (stop it, or wait)."""
     threads = max(1, min(threads, connections))
     if load_generator() == "wrk":
-        cmd = [
-            "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s",
-            "--timeout", "5s", "-s", str(LUA), url,
-        ]  # fmt: skip
+        cmd = wrk.command(url, connections, seconds, threads)
     else:
         cmd = [
             sys.executable, str(BENCH / "pyload.py"),
@@ -274,23 +265,10 @@ def _finish_load(child: Child, seconds: float) -> dict[str, float]:
         out, err = child.proc.communicate(timeout=seconds + 60)
     finally:
         CHILDREN.stop(child)
-    match = re.search(rb"^WRKJSON (.*)$", out, re.MULTILINE)
-    if match is None:
-        raise RuntimeError(f"no result from {load_generator()}: {out[-500:]!r} {err[-500:]!r}")
-    raw = json.loads(match.group(1))
-    seconds_run = raw["duration_us"] / 1e6
-    socket_errors = raw["connect"] + raw["read"] + raw["write"] + raw["timeout"]
-    return {
-        "requests": raw["requests"],
-        "rps": raw["requests"] / seconds_run,
-        "ok_rps": (raw["requests"] - raw["status"]) / seconds_run,
-        "p50_ms": raw["p50_us"] / 1000,
-        "p90_ms": raw["p90_us"] / 1000,
-        "p99_ms": raw["p99_us"] / 1000,
-        "non2xx": raw["status"],
-        "socket_errors": socket_errors,
-        "errors": raw["status"] + socket_errors,
-    }
+    try:
+        return wrk.parse(out)
+    except ValueError as error:
+        raise RuntimeError(f"{load_generator()}: {error} {err[-500:]!r}") from None
 
 
 # -- Redis server side ----------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Fallback load generator, used only when ``wrk`` cannot be installed.
 
 N keep-alive HTTP/1.1 connections on one asyncio loop, each sending GETs back to
-back for ``--seconds``. Prints the same ``WRKJSON`` line as bench/wrk_report.lua.
+back for ``--seconds``. Prints the same ``WRKJSON`` line as testproject/wrk_report.lua.
 It is much slower than wrk and shares the CPU with the server under test: every
 table made with it says so, and its figures are not comparable with wrk's.
 """

@@ -1,4 +1,4 @@
-"""``make bench``: the four benchmarks of issue 5, written to bench/RESULTS.md.
+"""``make bench``: the benchmarks of issues 5 and 11, written to bench/RESULTS.md.
 
 Run with the bench virtualenv's Python (bench/bootstrap.py sets it up and execs
 this). Every figure is a median over interleaved rounds: each round runs every
@@ -11,7 +11,8 @@ frames into RESULTS.md.
 Environment (all optional): ``BENCH_ROUNDS`` (rounds of every benchmark; by
 default 7 for probes, 50 for the pool, 7 for load, 3 for the command),
 ``BENCH_PROBE_SECONDS`` (2), ``BENCH_LOAD_SECONDS`` (3), ``BENCH_ONLY`` (e.g.
-``1,3``: run only these; the results file then holds only those),
+``1,3``: run only these, 5 being bench/publish_overhead.py and 6 the faults; their
+sections then replace their old text in the results file, the others are kept),
 ``BENCH_RESULTS`` (output path).
 """
 
@@ -74,7 +75,8 @@ LOAD_ROUNDS = ROUNDS or 7
 COMMAND_ROUNDS = ROUNDS or 3
 PROBE_SECONDS = int(env_number("BENCH_PROBE_SECONDS", 2))
 LOAD_SECONDS = int(env_number("BENCH_LOAD_SECONDS", 3))
-ONLY = {part.strip() for part in os.environ.get("BENCH_ONLY", "1,2,3,4").split(",") if part}
+EVERY = ("1", "2", "3", "4", "5", "6")
+ONLY = {part.strip() for part in os.environ.get("BENCH_ONLY", ",".join(EVERY)).split(",") if part}
 RESULTS = Path(os.environ.get("BENCH_RESULTS", "") or BENCH / "RESULTS.md")
 PY = sys.executable
 
@@ -963,7 +965,7 @@ def write_results(sections: list[Section], info: list[tuple[str, str]], elapsed:
         "# Benchmark results",
         "",
         "Written by `make bench` (bench/run.py); rerun it rather than editing this file.",
-        f"All four benchmarks below come from one run, which took {elapsed / 60:.1f} minutes.",
+        f"All the benchmarks below come from one run, which took {elapsed / 60:.1f} minutes.",
         "",
         table(["", ""], info),
         "",
@@ -983,6 +985,69 @@ def write_results(sections: list[Section], info: list[tuple[str, str]], elapsed:
     text = "\n".join(parts).rstrip() + "\n"
     RESULTS.write_text(text)
     return text
+
+
+def merge_results(sections: list[Section], info: list[tuple[str, str]], elapsed: float) -> str:
+    """RESULTS.md with the sections of this run (BENCH_ONLY) in place of their old text.
+
+    The other sections, the summary's rows of the other benchmarks and any
+    section written by hand are kept; each section of this run says when it ran.
+    """
+    ran = {section.number for section in sections}
+    when = dict(info)
+    for section in sections:
+        section.method.insert(
+            0,
+            f"_From a run of benchmark{'s' if len(ran) > 1 else ''} {', '.join(sorted(ran))} "
+            f"alone, {when['date (UTC)']} UTC, {elapsed / 60:.1f} minutes, load average at "
+            f"start {when['load average at start']}; the machine table above is the full "
+            f"run's._\n",
+        )
+    head, *blocks = re.split(r"(?m)^(?=## )", RESULTS.read_text())
+
+    def number(block: str) -> str | None:
+        match = re.match(r"## (\d+[a-z]?)\. ", block)
+        return match.group(1) if match else None
+
+    def order(number: str) -> tuple[int, str]:
+        """Benchmark 1 before 1b before 2."""
+        match = re.match(r"(\d+)([a-z]?)", number)
+        assert match is not None, number
+        return int(match.group(1)), match.group(2)
+
+    kept = [block.rstrip() + "\n\n" for block in blocks if number(block) not in ran]
+    rows = []
+    for index, block in enumerate(kept):
+        if block.startswith("## Summary"):
+            for line in block.splitlines()[4:]:
+                cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+                if len(cells) == 3 and cells[0].split(".")[0] not in ran:
+                    rows.append(tuple(cells))
+            rows += [
+                (f"{s.number}. {text}", measured, verdict(ok))
+                for s in sections
+                for text, measured, ok in s.targets
+            ]
+            rows.sort(key=lambda row: order(row[0].split(".")[0]))
+            summary = table(["target", "measured", "result"], rows)
+            kept[index] = f"## Summary\n\n{summary}\n\n"
+    kept += [section.render().rstrip() + "\n\n" for section in sections]
+    unnumbered = [block for block in kept if number(block) is None]
+    numbered = sorted(
+        (b for b in kept if number(b) is not None), key=lambda b: order(number(b) or "0")
+    )
+    text = (head + "".join(unnumbered + numbered)).rstrip() + "\n"
+    RESULTS.write_text(text)
+    return text
+
+
+def faults_section() -> Section:
+    from bench.faults import METHOD, bench_faults
+
+    section = Section("6", "Faults under load: errors, connections and probes")
+    section.method = [METHOD]
+    bench_faults(section, say)
+    return section
 
 
 def main() -> int:
@@ -1016,10 +1081,16 @@ def main() -> int:
             sections.append(section)
             say(section.render())
             say(f"(benchmark {number}: {time.monotonic() - t0:.0f} s)")
-        extra = publish_overhead()
+        extra = publish_overhead() if "5" in ONLY else None
         if extra is not None:
             sections.append(extra)
             say(extra.render())
+        if "6" in ONLY:
+            say("\n== benchmark 6 ==")
+            t0 = time.monotonic()
+            sections.append(faults_section())
+            say(sections[-1].render())
+            say(f"(benchmark 6: {time.monotonic() - t0:.0f} s)")
     except Stopped as stop:
         say(f"\nbench: interrupted ({stop.name}): stopping everything it started.")
         status = 130
@@ -1032,7 +1103,10 @@ def main() -> int:
         CHILDREN.stop_all()
     if status == 0:
         elapsed = time.monotonic() - started
-        write_results(sections, info, elapsed)
+        if set(EVERY) <= ONLY or not RESULTS.exists():
+            write_results(sections, info, elapsed)
+        else:
+            merge_results(sections, info, elapsed)
         missed = [t for s in sections for t in s.targets if not t[2]]
         say(f"\nWrote {RESULTS} in {elapsed:.0f} s; "
             f"{len(missed)} target(s) missed.")  # fmt: skip

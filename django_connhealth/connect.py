@@ -43,11 +43,28 @@ def on_connect(
     Redis 6 ACL without ``client``, a proxy that knows no ``CLIENT``), and so
     every request. Here the set-up runs unnamed (a ``redis_connect_func`` of
     the user's included), and a refused name leaves the connection working.
+    A connect that fails (a server paused or starting, a reset) leaves the
+    name for the next: else the connection would reconnect unnamed for good.
     """
     pool = pool_ref()
     name = None
-    if pool is None or pool.owns_names:  # a client_name of the user's: redis-py sends it
+    ours = pool is None or pool.owns_names  # a client_name of the user's: redis-py sends it
+    if ours:
         name, connection.client_name = connection.client_name, None
+    try:
+        _set_up_and_name(pool, inner, connection, name)
+    except BaseException:
+        if ours:
+            connection.client_name = name
+        raise
+
+
+def _set_up_and_name(
+    pool: CountingPool | None,
+    inner: Callable[[Any], None] | None,
+    connection: Any,
+    name: str | None,
+) -> None:
     if inner is not None:
         inner(connection)
     else:

@@ -301,6 +301,35 @@ def test_user_client_name_wins(fresh_redis: RedisServer) -> None:
         assert [entry["name"] for entry in fresh_redis.client_list()] == ["mine", "mine"]
 
 
+def test_a_connection_whose_connect_failed_is_named_when_it_connects_again(
+    fresh_redis: RedisServer,
+) -> None:
+    """Its set-up timed out (Redis paused): the next connect names it all the same.
+
+    Seen under load: after Redis was paused for 5 s, every connection of every
+    gunicorn worker reconnected unnamed, for good.
+    """
+    config = redis_caches(
+        fresh_redis.url, environ={"CONNHEALTH_HOST": "web-1"},
+        CONNECTION_POOL_KWARGS={"socket_timeout": 0.2, "socket_connect_timeout": 0.2},
+    )  # fmt: skip
+    with override_settings(CACHES=config):
+        cache.set("k", "v")
+        pool = pool_of(cache)
+        connection = acquire(pool)
+        connection.disconnect()
+        fresh_redis.pause()
+        try:
+            with pytest.raises(redis.TimeoutError):
+                connection.connect()  # accepted by the kernel, its set-up never answered
+        finally:
+            fresh_redis.resume()
+        connection.connect()
+        release(pool, connection)
+        names = [entry["name"] for entry in fresh_redis.client_list()]
+    assert names == [client_name("web-1", os.getpid(), "default")]
+
+
 # -------------------------------------------------------------------- 4. fork
 
 

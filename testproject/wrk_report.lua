@@ -1,4 +1,4 @@
--- wrk reporting hook: one JSON line with exact percentiles (microseconds) and error counts.
+-- wrk reporting hook (testproject/wrk.py reads it): one JSON line with exact percentiles (microseconds) and error counts.
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
