@@ -836,7 +836,7 @@ def server_blocked_by_command(
 
     client = redis_py.Redis.from_url(url)
     try:
-        previous = client.config_get("slowlog-log-slower-than")["slowlog-log-slower-than"]
+        previous = str(client.config_get("slowlog-log-slower-than")["slowlog-log-slower-than"])
         client.config_set("slowlog-max-len", 100_000)
         client.config_set("slowlog-log-slower-than", 0)
         client.slowlog_reset()

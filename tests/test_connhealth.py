@@ -432,7 +432,7 @@ def test_nobody_listening_table(redis_db: RedisDB) -> None:
     out, err, code, took = _unreachable(location)
     assert code == 1
     assert took < UNREACHABLE_BOUND
-    assert err == "CommandError: unreachable or failing: default\n"
+    assert err == "CommandError: failing: default (the report's notes say why)\n"
     assert "Cache 'default'  fail" in out
     [line] = [line for line in out.splitlines() if "unreachable" in line]
     assert line.startswith(f"  {location} unreachable: ConnectionError: ")
@@ -445,7 +445,7 @@ def test_nobody_listening_json(redis_db: RedisDB) -> None:
     out, err, code, took = _unreachable(location, "--format", "json")
     assert code == 1
     assert took < UNREACHABLE_BOUND
-    assert err == "CommandError: unreachable or failing: default\n"
+    assert err == "CommandError: failing: default (the report's notes say why)\n"
     cache = json.loads(out)["caches"]["default"]
     assert cache["status"] == "fail"
     assert (cache["server"], cache["processes"], cache["fleet"]) == (None, [], None)
@@ -458,7 +458,7 @@ def test_server_that_never_answers(silent_listener: SilentListener) -> None:
     out, err, code, took = _unreachable(silent_listener.url)
     assert code == 1
     assert took < UNREACHABLE_BOUND  # the socket timeout (1 s), not a hang
-    assert err == "CommandError: unreachable or failing: default\n"
+    assert err == "CommandError: failing: default (the report's notes say why)\n"
     [line] = [line for line in out.splitlines() if "unreachable" in line]
     assert line.startswith(f"  {silent_listener.url} unreachable: TimeoutError: ")
 
@@ -476,7 +476,7 @@ def test_one_alias_down_fails_the_command_but_reports_the_other(redis_db: RedisD
     )
     with override_settings(CACHES=caches):
         out, err, code = connhealth("--format", "json")
-    assert (err, code) == ("CommandError: unreachable or failing: down\n", 1)
+    assert (err, code) == ("CommandError: failing: down (the report's notes say why)\n", 1)
     report = json.loads(out)
     assert report["caches"]["default"]["status"] == "pass"
     assert report["caches"]["down"]["status"] == "fail"
@@ -672,7 +672,7 @@ def test_program_unreachable_exits_1_without_traceback(tmp_path: Path) -> None:
     for args in ((), ("--format", "json")):
         result = manage(env, *args)
         assert result.returncode == 1, result.stderr
-        assert result.stderr == "CommandError: unreachable or failing: default\n"
+        assert result.stderr == "CommandError: failing: default (the report's notes say why)\n"
         assert "unreachable" in result.stdout
         assert SECRET not in result.stdout
     json.loads(result.stdout)
@@ -925,7 +925,7 @@ def test_acl_refusing_ping_too_is_a_failure_said_as_a_refusal(start_redis: Start
     with override_settings(CACHES=redis_caches(limited)):
         out, err, code = connhealth(no_color=True)
     assert code == 1
-    assert "unreachable or failing: default" in err
+    assert "failing: default (the report's notes say why)" in err
     assert "refused by the server's ACL" in out
     assert "unreachable" not in out
 

@@ -170,7 +170,10 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             pass
         if failed:
-            raise CommandError(f"unreachable or failing: {', '.join(failed)}", returncode=1)
+            # "failing", not "unreachable": a server that refused the command answered
+            raise CommandError(
+                f"failing: {', '.join(failed)} (the report's notes say why)", returncode=1
+            )
         if options["check"]:
             crowded = [
                 alias
