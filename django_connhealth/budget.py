@@ -31,8 +31,9 @@ def budget(
 ) -> dict[str, Any]:
     """The budget of processes with pools of ``max_connections`` each (SPEC ``fleet.budget``).
 
-    ``others``: connections on the server no sized pool opened; they hold part
-    of ``maxclients`` too. Figures that need ``maxclients`` are ``None`` without it.
+    ``others``: connections on the server this fleet's pools did not open (other
+    clients, other aliases' pools); they hold part of ``maxclients`` too. Figures
+    that need ``maxclients`` are ``None`` without it.
     """
     fleet_max = sum(max_connections)
     needed = math.ceil(fleet_max * (100 + surge_percent) / 100 - 1e-9)
@@ -67,6 +68,13 @@ def budget_warning(summary: Mapping[str, Any]) -> str | None:
         return (
             f"a rolling deploy with a {summary['surge_percent']:g}% surge may open "
             f"{summary['needed_with_surge']} connections, more than maxclients {maxclients}"
+        )
+    if summary["spare"] < 0:
+        held = maxclients - summary["needed_with_surge"] - summary["spare"]
+        return (
+            f"a rolling deploy with a {summary['surge_percent']:g}% surge may open "
+            f"{summary['needed_with_surge']} connections, and {held} other connections are "
+            f"open on the server: more than maxclients {maxclients}"
         )
     return None
 

@@ -28,10 +28,17 @@ class Clients:
     ours: dict[tuple[str, int], list[int]] = field(default_factory=dict)
     #: Connections no sized pool opened, by client name (``None``: unnamed).
     others: list[dict[str, Any]] = field(default_factory=list)
+    #: Connections of sized pools of other aliases (or other dbs) on the same server.
+    sized_elsewhere: int = 0
 
     @property
     def others_connections(self) -> int:
         return sum(group["connections"] for group in self.others)
+
+    @property
+    def held_by_others(self) -> int:
+        """What the server holds that this alias's fleet cannot have: every other connection."""
+        return self.others_connections + self.sized_elsewhere
 
 
 def sort_clients(
@@ -49,10 +56,13 @@ def sort_clients(
         raw_name = str(entry.get("name") or "")
         name = parse_client_name(raw_name)
         if name is not None:
-            mine = (name.host, name.pid) == me
-            if str(entry.get("db")) == db and name.alias == pool_alias and not mine:
+            if (name.host, name.pid) == me:
+                continue
+            if str(entry.get("db")) == db and name.alias == pool_alias:
                 ages = clients.ours.setdefault((name.host, name.pid), [])
                 ages.append(int(entry.get("age") or 0))
+            else:  # another alias's sized pools on this server, or another db's
+                clients.sized_elsewhere += 1
             continue
         key = raw_name or None
         group = groups.setdefault(key, {"name": key, "connections": 0, "idle_seconds_max": 0})

@@ -15,7 +15,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING
 
-from django_connhealth.redispy import every_connection
+from django_connhealth.redispy import every_connection, real_connection
 
 if TYPE_CHECKING:
     from django_connhealth.pool import SizedConnectionPool
@@ -34,7 +34,7 @@ def check(pool: SizedConnectionPool, threshold: float) -> float:
     """Report the connections held past ``threshold`` seconds (0: none); the longest hold."""
     now = time.monotonic()
     longest = 0.0
-    for connection in in_use(pool):
+    for connection in map(real_connection, in_use(pool)):
         held = getattr(connection, "connhealth_held", None)
         if held is None:
             continue  # checked out by the app's own probes and publishing, never held long
@@ -45,7 +45,7 @@ def check(pool: SizedConnectionPool, threshold: float) -> float:
             and now - since > threshold
             and getattr(connection, "connhealth_leak", None) != held
         ):
-            connection.connhealth_leak = held  # type: ignore[attr-defined]
+            connection.connhealth_leak = held
             with pool.slots.mutex:
                 pool.slots.leaks += 1
             frame = sys._current_frames().get(thread)

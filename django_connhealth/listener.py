@@ -112,11 +112,15 @@ class Request:
             if not colon:
                 raise ValueError("a header line without a colon")
             self.headers[name.strip().lower()] = value.strip()
-
-    @property
-    def keep_alive(self) -> bool:
         connection = self.headers.get("connection", "").lower()
-        return connection != "close" if self.version == "HTTP/1.1" else connection == "keep-alive"
+        keep_alive = (
+            connection != "close" if self.version == "HTTP/1.1" else connection == "keep-alive"
+        )
+        # A body is never read here: after one, the connection closes, lest it pass
+        # for the next request.
+        length = self.headers.get("content-length", "0")
+        has_body = length not in ("", "0") or "transfer-encoding" in self.headers
+        self.keep_alive = keep_alive and not has_body
 
 
 class ProbeListener:
@@ -133,11 +137,16 @@ class ProbeListener:
         self._stopping: asyncio.Event | None = None
         self._clients: set[asyncio.StreamWriter] = set()  # each open connection
         self._started = threading.Event()
+        self._failed: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="connhealth-probes", daemon=True)
 
     def start(self) -> None:
+        """Serve from the thread; raises what stopped it from serving, if anything."""
         self._thread.start()
         self._started.wait()
+        if self._failed is not None:
+            self._thread.join()
+            raise self._failed
 
     def stop(self) -> None:
         """Stop serving, close the socket and the loop (waits for the thread)."""
@@ -158,18 +167,27 @@ class ProbeListener:
     def _run(self) -> None:
         try:
             self._loop.run_until_complete(self._serve())
+        except BaseException:
+            if self._failed is None:
+                raise
+            # it could not serve: start() raises it in the caller
         finally:
             self._socket.close()
 
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
-        server = await asyncio.start_server(
-            self._client,
-            sock=self._socket,
-            limit=defaults.PROBE_HEAD_LIMIT,
-            backlog=defaults.PROBE_BACKLOG,
-        )
-        self._started.set()
+        try:
+            server = await asyncio.start_server(
+                self._client,
+                sock=self._socket,
+                limit=defaults.PROBE_HEAD_LIMIT,
+                backlog=defaults.PROBE_BACKLOG,
+            )
+        except BaseException as exc:
+            self._failed = exc
+            raise
+        finally:
+            self._started.set()
         async with server:
             await self._stopping.wait()
             # No new connections. Not server.close() yet: a connection accepted in
@@ -181,7 +199,7 @@ class ProbeListener:
             # accepted just now gets its task, and is closed, on a later round.
             while others := asyncio.all_tasks() - {asyncio.current_task()}:
                 for writer in list(self._clients):
-                    writer.close()
+                    writer.transport.abort()
                 await asyncio.wait(others, timeout=0.05)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -194,13 +212,20 @@ class ProbeListener:
         finally:
             self._clients.discard(writer)
             writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+            with contextlib.suppress(ConnectionError, asyncio.TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), defaults.PROBE_HEAD_SECONDS)
+            writer.transport.abort()  # unsent bytes of a client that never reads: dropped
 
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Answer one request; True when the connection stays open for another."""
         try:
-            head = await asyncio.wait_for(
+            # An idle keep-alive connection is closed without a word; a request begun
+            # and not finished in time gets a 408.
+            first = await asyncio.wait_for(reader.readexactly(1), defaults.PROBE_HEAD_SECONDS)
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError):
+            return False
+        try:
+            head = first + await asyncio.wait_for(
                 reader.readuntil(b"\r\n\r\n"), defaults.PROBE_HEAD_SECONDS
             )
         except asyncio.LimitOverrunError:
@@ -256,7 +281,11 @@ class ProbeListener:
             "Connection": "keep-alive" if keep_alive else "close",
         }
         writer.write(head_of(status, headers) + (b"" if head_only else body))
-        await writer.drain()
+        try:
+            await asyncio.wait_for(writer.drain(), defaults.PROBE_HEAD_SECONDS)
+        except asyncio.TimeoutError:
+            writer.transport.abort()  # a client that never reads holds nothing of ours
+            raise ConnectionResetError("the probe does not read its answer") from None
 
 
 #: Listeners of a parent, abandoned in a forked child.

@@ -245,6 +245,7 @@ class SizedConnectionPool(BlockingConnectionPool):
         self.slots.put(None)
 
     def release(self, connection: Any) -> None:
+        real_connection(connection).connhealth_held = None  # free, whatever happens next
         owned = self.owns_connection(connection)
         super().release(connection)  # closes one it does not own, and frees its slot
         if not owned:  # redis-py's blocking pool would keep it listed for good

@@ -297,7 +297,7 @@ def alias_report(
         try:
             clients = read_clients(client, pool_alias, (me.host, me.pid))
             ages, report["others"] = clients.ours, clients.others
-            others = clients.others_connections
+            others = clients.held_by_others
         except (RedisError, OSError) as exc:
             if isinstance(exc, ResponseError) and refused_by_acl(exc):
                 said = "refused by the server's ACL"

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
+
+from django.core.exceptions import ImproperlyConfigured
 
 from django_connhealth.conf import conf
 from django_connhealth.listener import ProbeListener, bind
@@ -18,6 +21,15 @@ from django_connhealth.servers.gunicorn import loading_in_arbiter
 from django_connhealth.servers.uwsgi import in_uwsgi_master, running_uwsgi_options, threads_run
 
 logger = logging.getLogger("django_connhealth")
+
+
+def green_threads() -> bool:
+    """Whether ``threading`` is monkey-patched (gevent, eventlet): threads are greenlets."""
+    gevent = sys.modules.get("gevent.monkey")
+    if gevent is not None and gevent.is_module_patched("threading"):
+        return True
+    eventlet = sys.modules.get("eventlet.patcher")
+    return bool(eventlet is not None and eventlet.is_monkey_patched("thread"))
 
 
 class Serving:
@@ -48,6 +60,14 @@ class Serving:
 
         port = conf.CONNHEALTH_PROBE_PORT
         if port is None:
+            return None
+        if green_threads():
+            logger.error(
+                "CONNHEALTH_PROBE_PORT=%s is set, but this process's threads are greenlets "
+                "(gevent or eventlet monkey-patching), so no probe listener runs: its event "
+                "loop would be every request's. Probe the application's port instead.",
+                port,
+            )
             return None
         options = running_uwsgi_options()
         if options is not None and not threads_run(options):
@@ -87,7 +107,16 @@ class Serving:
         if inherited is not None:
             inherited.abandon()
         if self.deferred:
-            self.start()
+            # The first generation only: a process this worker forks later (multiprocessing,
+            # a pool of its own) must not answer probes for it.
+            self.deferred = False
+            try:
+                self.start()
+            except ImproperlyConfigured as exc:
+                # Python ignores what a fork handler raises: the worker would run on
+                # without its listener. It stops, as it would have at import.
+                logger.critical("connhealth: this worker cannot serve probes: %s", exc)
+                os._exit(3)
 
 
 serving = Serving()

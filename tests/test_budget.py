@@ -65,6 +65,15 @@ def test_warnings_say_what_does_not_fit() -> None:
     assert budget_warning(unknown) is None
 
 
+def test_a_surge_that_fits_but_not_beside_the_others_warns() -> None:
+    summary = budget([6, 6, 6], SERVER, 25, others=20)
+    assert (summary["needed_with_surge"], summary["spare"]) == (23, -3)
+    assert budget_warning(summary) == (
+        "a rolling deploy with a 25% surge may open 23 connections, and 20 other "
+        "connections are open on the server: more than maxclients 40"
+    )
+
+
 def test_no_process_no_budget() -> None:
     summary = budget([], SERVER, 25, others=0)
     assert (summary["fleet_max_connections"], summary["needed_with_surge"]) == (0, 0)
@@ -90,7 +99,7 @@ def test_budget_properties(sizes: list[int], surge: float, maxclients: int, othe
         fit = summary["processes_that_fit"]
         assert fit * largest <= max(0, summary["spare"]) < (fit + 1) * largest
     warned = budget_warning(summary) is not None
-    assert warned is (summary["needed_with_surge"] > maxclients)
+    assert warned is (summary["spare"] < 0 or fleet_max > maxclients)
 
 
 def test_last_seen_budget_is_said_for_its_server_only() -> None:

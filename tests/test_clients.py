@@ -52,6 +52,8 @@ def test_ours_and_others() -> None:
         {"name": "rq:worker:1", "connections": 1, "idle_seconds_max": 0},
     ]
     assert clients.others_connections == 5
+    assert clients.sized_elsewhere == 2  # the sessions alias's, and db 1's
+    assert clients.held_by_others == 7
 
 
 def test_nothing_on_the_server() -> None:

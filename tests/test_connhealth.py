@@ -75,9 +75,18 @@ SPEC_PROCESS_KEYS = {
     "timeouts",
     "age_seconds",
     "max_connections",
+    "held_longest_seconds",
 }
 #: Keys a ``processes`` entry carries beyond the SPEC's (it allows more).
-EXTRA_PROCESS_KEYS = {"wait_seconds", "stale", "named", "role", "ghost_connections", "orphaned"}
+EXTRA_PROCESS_KEYS = {
+    "wait_seconds",
+    "stale",
+    "named",
+    "role",
+    "ghost_connections",
+    "orphaned",
+    "leaks",
+}
 
 
 # ---------------------------------------------------------------------- helpers

@@ -10,6 +10,7 @@ import contextlib
 import http.client
 import json
 import socket
+import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -128,6 +129,49 @@ def test_malformed_requests_get_a_4xx(
         assert answer.split(b"\r\n", 1)[0] == status_line
         assert b"Connection: close\r\n" in answer
         assert ask(address, "/live")[0] == 200  # and it goes on serving
+
+
+def test_an_idle_connection_is_closed_without_a_word(
+    fresh_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(defaults, "PROBE_HEAD_SECONDS", 0.2)
+    with health(fresh_redis.url), listening() as address:
+        assert raw(address, b"") == b""  # nothing asked, nothing said: closed
+        answer = raw(address, b"GET /live HTTP/1.1\r\n\r\n")  # kept alive, then idle
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"408" not in answer
+
+
+def test_a_request_with_a_body_closes_its_connection(fresh_redis: RedisServer) -> None:
+    """The body is never read: it must not be taken for the next request."""
+    with health(fresh_redis.url), listening() as address:
+        answer = raw(
+            address,
+            b"POST /live HTTP/1.1\r\nContent-Length: 27\r\n\r\nGET /live HTTP/1.1\r\n\r\n",
+        )
+        assert answer.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n")
+        assert answer.count(b"HTTP/1.1 ") == 1
+        assert b"Connection: close\r\n" in answer
+
+
+def test_a_client_that_never_reads_holds_nothing(
+    fresh_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pipelined probes from a client that reads no answer: dropped, and stop() returns."""
+    monkeypatch.setattr(defaults, "PROBE_HEAD_SECONDS", 0.3)
+    with health(fresh_redis.url), listening() as address:
+        greedy = socket.create_connection(address, timeout=10)
+        greedy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        try:
+            request = b"GET /live HTTP/1.1\r\n\r\n"
+            with contextlib.suppress(OSError):  # reset once the listener gives up on it
+                for _ in range(200_000):
+                    greedy.sendall(request * 100)
+            assert ask(address, "/live")[0] == 200  # the others are served meanwhile
+            started = time.monotonic()
+        finally:
+            greedy.close()
+    assert time.monotonic() - started < 5  # stop() did not wait on it
 
 
 def test_a_probe_that_never_finishes_its_request_is_timed_out(

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 PID = os.getpid()
 RECORD_KEYS = {
+    "leaks",
+    "held_longest_seconds",
     "host",
     "pid",
     "role",
@@ -119,6 +121,7 @@ def test_release_publishes_a_record(redis_db: RedisDB) -> None:
     assert (record["created"], record["in_use"], record["idle"]) == (1, 0, 1)
     assert record["peak_in_use"] == 1
     assert (record["waits"], record["wait_seconds"], record["timeouts"]) == (0, 0.0, 0)
+    assert (record["leaks"], record["held_longest_seconds"]) == (0, 0.0)
     assert (record["named"], record["name_refused"]) == (True, False)
     assert record["interval"] == 1.0
     assert record["ttl"] == 3  # three intervals

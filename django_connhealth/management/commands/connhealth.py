@@ -178,12 +178,14 @@ class Command(BaseCommand):
             crowded = [
                 alias
                 for alias, cache in report["caches"].items()
-                if cache["fleet"] is not None and "warning" in cache["fleet"]
+                if cache["fleet"] is None
+                or "warning" in cache["fleet"]
+                or cache["fleet"]["budget"]["spare"] is None
             ]
             if crowded:
                 raise CommandError(
-                    f"the fleet would not fit under maxclients with a {surge:g}% surge: "
-                    f"{', '.join(crowded)}",
+                    f"the fleet would not fit under maxclients with a {surge:g}% surge, or "
+                    f"the server would not say (maxclients unknown): {', '.join(crowded)}",
                     returncode=3,
                 )
 
