@@ -18,6 +18,7 @@ import logging
 import socket
 import threading
 from typing import Any
+from urllib.parse import parse_qs
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -33,13 +34,21 @@ from django_connhealth.answers import (
     readiness_settings,
 )
 from django_connhealth.readiness import readiness
+from django_connhealth.scrape import metrics_answer
 
 logger = logging.getLogger("django_connhealth")
 
 #: The listener's own paths, beside the health URLs mounted in the URLconf.
-PATHS = {"/live": "live", "/ready": "ready", "/health": "ready", "/": "ready"}
+PATHS = {
+    "/live": "live",
+    "/ready": "ready",
+    "/health": "ready",
+    "/": "ready",
+    "/metrics": "metrics",
+}
 REASONS = {
     200: "OK",
+    403: "Forbidden",
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
@@ -94,6 +103,23 @@ async def answer(kind: str, authorization: str) -> dict[str, Any]:
     return health_document(await readiness.aresults(timeout, ttl), detail=detail)
 
 
+async def scrape(request: Request) -> tuple[int, bytes, str]:
+    """A scrape of the metrics: the reads of Redis run off this loop."""
+    try:
+        allowed = bearer_matches(request.headers.get("authorization", ""))
+    except ImproperlyConfigured:  # a malformed token lets no one in
+        allowed = False
+    results = None
+    if allowed:
+        try:
+            results = await readiness.aresults(*readiness_settings())
+        except ImproperlyConfigured:
+            results = []
+    scope = parse_qs(request.query).get("scope", [None])[-1]
+    accept = request.headers.get("accept", "")
+    return await asyncio.to_thread(metrics_answer, allowed, scope, accept, results)
+
+
 class Request:
     """A request head, parsed: method, path, the headers probes send."""
 
@@ -103,7 +129,7 @@ class Request:
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             raise ValueError("not an HTTP/1 request line")
         self.method, target, self.version = parts
-        self.path = target.split("?", 1)[0]
+        self.path, _, self.query = target.partition("?")
         self.headers: dict[str, str] = {}
         for line in lines[1:]:
             if not line:
@@ -249,6 +275,16 @@ class ProbeListener:
         elif request.method not in ALLOWED:
             headers = {"Allow": ", ".join(ALLOWED)}
             await self._send(writer, 405, headers, b"", keep_alive=request.keep_alive)
+        elif kind == "metrics":
+            status, body, content_type = await scrape(request)
+            await self._send(
+                writer,
+                status,
+                {"Content-Type": content_type},
+                body,
+                keep_alive=request.keep_alive,
+                head_only=request.method == "HEAD",
+            )
         else:
             document = await answer(kind, request.headers.get("authorization", ""))
             body = json.dumps(document).encode()

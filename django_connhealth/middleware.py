@@ -35,7 +35,8 @@ def health_paths() -> dict[str, str]:
         return found
     found = {}
     prefix = get_script_prefix()
-    for name, kind in (("health", "ready"), ("ready", "ready"), ("live", "live")):
+    kinds = (("health", "ready"), ("ready", "ready"), ("live", "live"), ("metrics", "metrics"))
+    for name, kind in kinds:
         try:
             url = reverse(f"connhealth:{name}")
         except NoReverseMatch:
@@ -81,10 +82,12 @@ class ProbeMiddleware:
         kind = self._probe(request)
         if kind is None:
             return self.get_response(request)
-        return views.live(request) if kind == "live" else views.ready(request)
+        return {"live": views.live, "metrics": views.metrics}.get(kind, views.ready)(request)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
         kind = self._probe(request)
         if kind is None:
             return await self.get_response(request)  # type: ignore[no-any-return,misc]
+        if kind == "metrics":
+            return await views.ametrics(request)
         return views.live(request) if kind == "live" else await views.aready(request)

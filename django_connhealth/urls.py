@@ -12,4 +12,5 @@ urlpatterns = [
     path("", views.ready, name="health"),
     path("live", views.live, name="live"),
     path("ready", views.ready, name="ready"),
+    path("metrics", views.metrics, name="metrics"),
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.views.decorators.csrf import csrf_exempt
@@ -20,6 +21,7 @@ from django_connhealth.answers import (
     readiness_settings,
 )
 from django_connhealth.readiness import readiness
+from django_connhealth.scrape import metrics_answer
 
 
 def _response(request: HttpRequest, document: dict[str, Any]) -> HttpResponse:
@@ -85,3 +87,39 @@ async def aready(request: HttpRequest) -> HttpResponse:
     detail, timeout, ttl = begun
     results = await readiness.aresults(timeout, ttl)
     return _response(request, health_document(results, detail=detail))
+
+
+def _metrics_response(status: int, body: bytes, content_type: str) -> HttpResponse:
+    response = HttpResponse(body, content_type=content_type, status=status)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _scrape_allowed(request: HttpRequest) -> bool:
+    try:
+        return can_see_detail(request)
+    except ImproperlyConfigured:  # a malformed token lets no one in
+        return False
+
+
+@csrf_exempt
+def metrics(request: HttpRequest) -> HttpResponse:
+    """The fleet's pools as OpenMetrics (or Prometheus) text, for the token or staff."""
+    if request.method not in ALLOWED:
+        return _not_allowed()
+    allowed = _scrape_allowed(request)
+    results = None
+    if allowed:
+        try:
+            results = readiness.results(*readiness_settings())
+        except ImproperlyConfigured:
+            results = []
+    status, body, content_type = metrics_answer(
+        allowed, request.GET.get("scope"), request.META.get("HTTP_ACCEPT", ""), results
+    )
+    return _metrics_response(status, b"" if request.method == "HEAD" else body, content_type)
+
+
+async def ametrics(request: HttpRequest) -> HttpResponse:
+    """:func:`metrics` for async stacks: the reads run off the event loop."""
+    return await sync_to_async(metrics, thread_sensitive=False)(request)

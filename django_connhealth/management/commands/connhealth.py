@@ -18,8 +18,10 @@ from django_connhealth.adapters.registry import sized_aliases
 from django_connhealth.budget import DEFAULT_SURGE_PERCENT, MAX_SURGE_PERCENT
 from django_connhealth.errors import SettingError
 from django_connhealth.knobs import KNOBS
+from django_connhealth.metrics import AliasFigures, exposition
 from django_connhealth.parse import parse_seconds
 from django_connhealth.report import full_report
+from django_connhealth.scrape import records_of
 from django_connhealth.sizing import gunicorn_argv, resolve_concurrency
 
 if TYPE_CHECKING:
@@ -84,9 +86,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--format",
-            choices=("table", "json"),
+            choices=("table", "json", "openmetrics", "prometheus"),
             default="table",
-            help="Output format (default: table).",
+            help=(
+                "Output format (default: table); openmetrics: the fleet's metrics as "
+                "OpenMetrics text; prometheus: the same as Prometheus text, for "
+                "node-exporter's textfile collector."
+            ),
         )
         parser.add_argument(
             "--alias",
@@ -148,9 +154,11 @@ class Command(BaseCommand):
             concurrency = resolve_concurrency(os.environ, gunicorn_argv(os.environ, sys.argv))
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from None
-        render: Callable[[dict[str, Any]], str] = (
-            self.as_json if options["format"] == "json" else self.as_table
-        )
+        render: Callable[[dict[str, Any]], str] = {
+            "json": self.as_json,
+            "openmetrics": self.as_openmetrics,
+            "prometheus": lambda report: self.as_openmetrics(report, openmetrics=False),
+        }.get(options["format"], self.as_table)
         failed: list[str] = []
         try:
             while True:
@@ -188,6 +196,19 @@ class Command(BaseCommand):
                     f"the server would not say (maxclients unknown): {', '.join(crowded)}",
                     returncode=3,
                 )
+
+    @staticmethod
+    def as_openmetrics(report: dict[str, Any], *, openmetrics: bool = True) -> str:
+        aliases = [
+            AliasFigures(
+                alias,
+                records=records_of(cache["processes"]),
+                server=cache["server"] or {},
+                ready=cache["status"] == "pass",
+            )
+            for alias, cache in report["caches"].items()
+        ]
+        return exposition(aliases, openmetrics=openmetrics)[0].decode().rstrip("\n")
 
     def as_json(self, report: dict[str, Any]) -> str:
         for cache in report["caches"].values():
