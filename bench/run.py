@@ -807,6 +807,26 @@ def bench_command() -> Section:
         f"{longest_ms:.1f} ms",
         longest_ms < BLOCKED_TARGET_MS,
     )
+    scrape_env = {**env, "CONNHEALTH_TOKEN": "bench-token"}
+    scraped = subprocess.run(
+        [PY, str(BENCH / "scrape_time.py")], env=scrape_env, capture_output=True, text=True,
+        timeout=300, check=False, cwd=ROOT,
+    )  # fmt: skip
+    if scraped.returncode == 0:
+        cost = json.loads(scraped.stdout.strip().splitlines()[-1])
+        section.tables.append(
+            table(
+                ["scrape of health/metrics", "median ms", "max ms", "bytes"],
+                [
+                    (f"`?scope=fleet` ({processes:,} records)", cost["fleet_median_ms"],
+                     cost["fleet_max_ms"], cost["fleet_bytes"]),
+                    ("this host (none of the records)", cost["host_median_ms"],
+                     cost["host_max_ms"], cost["host_bytes"]),
+                ],
+            )
+        )  # fmt: skip
+    else:
+        section.notes.append(f"- the scrape timing failed: {scraped.stderr[-300:]!r}")
     if ratio > COMMAND_RATIO_TARGET:
         say("  [4] target missed: profiling the command with pyinstrument")
         output = WORK / "pyinstrument-connhealth.txt"
