@@ -75,12 +75,16 @@ def test_reset_forgets_the_health_paths() -> None:
         assert found
         reset_process_state()
         again = middleware.health_paths()
-    assert again == found == {
-        "/health/": "ready",
-        "/health/ready": "ready",
-        "/health/live": "live",
-        "/health/metrics": "metrics",
-    }
+    assert (
+        again
+        == found
+        == {
+            "/health/": "ready",
+            "/health/ready": "ready",
+            "/health/live": "live",
+            "/health/metrics": "metrics",
+        }
+    )
     assert again is not found  # looked up afresh
 
 

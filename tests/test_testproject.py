@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from django_connhealth.conf import client_host
+from testproject.sockets import sockets_of, tcp_connections
 from testproject.supervisor import processes, running, start
 from testproject.traffic import fan_out
 from tests.helpers import STOP_TIMEOUT, gunicorn, pools_of_every_worker
@@ -131,6 +132,10 @@ def test_gunicorn_command_line_sizes_each_worker_pool(redis_db: RedisDB, tmp_pat
         assert statuses == [200] * 200, collections.Counter(statuses)
         answers = pools_of_every_worker(base, workers)
         clients = redis_db.server.client_list()
+        # the client ends of the server's processes (another test's leftovers on this
+        # shared server are not theirs)
+        held = set().union(*(sockets_of(pid) for pid in [master.pid, *workers]))
+        theirs = {end.local_port for end in tcp_connections() if end.socket in held}
 
     assert len(workers) == 2
     assert master.pid not in workers
@@ -156,7 +161,11 @@ def test_gunicorn_command_line_sizes_each_worker_pool(redis_db: RedisDB, tmp_pat
 
     # The server's view: connections named by the worker that opened them, none
     # by the master (under --preload it loaded settings, but opened nothing).
-    ours = [client for client in clients if client["db"] == str(redis_db.db)]
+    ours = [
+        client
+        for client in clients
+        if client["db"] == str(redis_db.db) and int(client["addr"].rsplit(":", 1)[1]) in theirs
+    ]
     names = collections.Counter(client["name"] for client in ours)
     host = client_host({})
     assert set(names) == {f"connhealth:{host}:{pid}:default" for pid in workers}, names
