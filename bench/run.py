@@ -686,10 +686,28 @@ BLOCKED_TARGET_MS = 50.0
 COMMAND_RATIO_TARGET = 1.5
 
 
+def publish_fleet(client: Any, processes: int) -> None:
+    """Each fake process's pool record, as a live worker publishes it: fresh as of now."""
+    from django_connhealth.publish import index_key, record_key
+
+    now = time.time()
+    pipe = client.pipeline(transaction=False)
+    for number in range(processes):
+        host, pid = f"bench-host-{number // 20}", 100000 + number
+        key = record_key(host, pid, "default")
+        record = {
+            "host": host, "pid": pid, "alias": "default", "max_connections": PER_PROCESS,
+            "created": PER_PROCESS, "in_use": 3, "idle": PER_PROCESS - 3, "peak_in_use": 8,
+            "waits": 0, "wait_seconds": 0.0, "timeouts": 0, "interval": 10.0,
+            "published_at": now, "ttl": 600,
+        }  # fmt: skip
+        pipe.set(key, json.dumps(record), ex=600)
+        pipe.zadd(index_key("default"), {key: now})
+    pipe.execute()
+
+
 def bench_command() -> Section:
     import redis as redis_py
-
-    from django_connhealth.publish import index_key, record_key
 
     section = Section("4", f"The command with {HELD:,} client connections on the server")
     redis = CHILDREN.redis(WORK / "redis-command", "--maxclients", str(HELD + 100))
@@ -707,21 +725,7 @@ def bench_command() -> Section:
     processes = HELD // PER_PROCESS
     client = redis_py.Redis.from_url(redis.url)
     try:
-        # Each fake process also published its pool figures, as a live worker does.
-        now = time.time()
-        pipe = client.pipeline(transaction=False)
-        for number in range(processes):
-            host, pid = f"bench-host-{number // 20}", 100000 + number
-            key = record_key(host, pid, "default")
-            record = {
-                "host": host, "pid": pid, "alias": "default", "max_connections": PER_PROCESS,
-                "created": PER_PROCESS, "in_use": 3, "idle": PER_PROCESS - 3, "peak_in_use": 8,
-                "waits": 0, "wait_seconds": 0.0, "timeouts": 0, "interval": 10.0,
-                "published_at": now, "ttl": 600,
-            }  # fmt: skip
-            pipe.set(key, json.dumps(record), ex=600)
-            pipe.zadd(index_key("default"), {key: now})
-        pipe.execute()
+        publish_fleet(client, processes)
         connected = int(client.info("clients")["connected_clients"])
     finally:
         client.close()
@@ -808,6 +812,12 @@ def bench_command() -> Section:
         longest_ms < BLOCKED_TARGET_MS,
     )
     scrape_env = {**env, "CONNHEALTH_TOKEN": "bench-token"}
+    fresh = redis_py.Redis.from_url(redis.url)
+    try:
+        publish_fleet(fresh, processes)  # fresh records: a stale one is no scrape's
+    finally:
+        fresh.close()
+        fresh.connection_pool.disconnect()
     scraped = subprocess.run(
         [PY, str(BENCH / "scrape_time.py")], env=scrape_env, capture_output=True, text=True,
         timeout=300, check=False, cwd=ROOT,

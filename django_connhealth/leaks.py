@@ -13,9 +13,9 @@ import logging
 import sys
 import time
 import traceback
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from django_connhealth.redispy import every_connection, real_connection
+from django_connhealth.redispy import every_connection
 
 if TYPE_CHECKING:
     from django_connhealth.pool import SizedConnectionPool
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("django_connhealth")
 
 
-def in_use(pool: SizedConnectionPool) -> list[object]:
+def in_use(pool: SizedConnectionPool) -> list[Any]:
     """The pool's connections that are checked out now."""
     with pool.slots.mutex:
         free = {id(slot) for slot in pool.slots.queue if slot is not None}
@@ -34,7 +34,7 @@ def check(pool: SizedConnectionPool, threshold: float) -> float:
     """Report the connections held past ``threshold`` seconds (0: none); the longest hold."""
     now = time.monotonic()
     longest = 0.0
-    for connection in map(real_connection, in_use(pool)):
+    for connection in in_use(pool):
         held = getattr(connection, "connhealth_held", None)
         if held is None:
             continue  # checked out by the app's own probes and publishing, never held long

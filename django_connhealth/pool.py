@@ -200,16 +200,11 @@ class SizedConnectionPool(BlockingConnectionPool):
 
     def make_connection(self) -> Any:
         connection = super().make_connection()
+        connection.connhealth_held = (time.monotonic(), threading.get_ident())  # see slots.get
         if self._name_connections:
             # Named here, not in connection_kwargs: a worker forked from a
             # --preload master must carry its own pid.
             set_client_name(connection, self.client_name())
-        return connection
-
-    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        connection = super().get_connection(*args, **kwargs)
-        # A clock read, for leak reports: who holds a connection, since when.
-        real_connection(connection).connhealth_held = (time.monotonic(), threading.get_ident())
         return connection
 
     def checkout(self, deadline: float) -> Any:
@@ -223,10 +218,12 @@ class SizedConnectionPool(BlockingConnectionPool):
         own_pool(self)
         slot = self.slots.get_by(deadline, self.timeout)
         if slot is not None:
-            real_connection(slot).connhealth_held = None  # the app's own: no leak report
+            slot.connhealth_held = None  # the app's own: no leak report
             return slot
         try:
-            return self.make_connection()
+            connection = self.make_connection()
+            connection.connhealth_held = None
+            return connection
         except BaseException:
             self.slots.put(None)  # the room to open one stays free
             raise
@@ -245,7 +242,7 @@ class SizedConnectionPool(BlockingConnectionPool):
         self.slots.put(None)
 
     def release(self, connection: Any) -> None:
-        real_connection(connection).connhealth_held = None  # free, whatever happens next
+        connection.connhealth_held = None  # free, whatever happens next
         owned = self.owns_connection(connection)
         super().release(connection)  # closes one it does not own, and frees its slot
         if not owned:  # redis-py's blocking pool would keep it listed for good

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import time
 from queue import Empty, Full, LifoQueue
+from threading import get_ident
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from django_connhealth.errors import PoolTimeoutError
@@ -56,12 +58,23 @@ class CountingQueue(LifoQueue[Any]):
             self.on_due()
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """A free slot for the app's checkout (redis-py's ``get_connection``).
+
+        A connection handed out notes when and by which thread (a clock read), for
+        leak reports; a new one (``None`` here) is noted when the pool makes it.
+        """
         with self.mutex:
             if self.queue:
-                return self._take()
+                item = self._take()
+                if item is not None:
+                    item.connhealth_held = (monotonic(), get_ident())
+                return item
         if not block:
             raise Empty
-        return self._wait(timeout, None)
+        item = self._wait(timeout, None)
+        if item is not None:
+            item.connhealth_held = (monotonic(), get_ident())
+        return item
 
     def get_by(self, deadline: float, timeout: float | None) -> Any:
         """A free slot, waiting up to ``timeout`` but never past ``deadline``.
