@@ -23,6 +23,7 @@ from django_connhealth.serving import serving
 from testproject.supervisor import free_port
 from tests.helpers import (
     BOUND,
+    CHECK_TIMEOUT,
     ask,
     gunicorn,
     listener_env,
@@ -139,7 +140,8 @@ def test_a_storm_of_probes_under_gunicorn_with_redis_paused(
     """500 readiness probes at once on the listener of gunicorn gthread 2 x 4, Redis paused.
 
     Each worker sends one PING for all of its probes, and every probe is answered
-    within the check timeout plus the margin.
+    within the check timeout plus the margin. 500 more, within a timeout of the
+    failure, are answered from it at once; liveness storms answer in 0.5 s.
     """
     probes = 500
     port = free_port()
@@ -153,10 +155,16 @@ def test_a_storm_of_probes_under_gunicorn_with_redis_paused(
         fresh_redis.pause()
         try:
             statuses, latencies = storm(address, probes)
+            again_statuses, again = storm(address, probes)
+            live_statuses, live = storm(address, probes, "/live")
         finally:
             fresh_redis.resume()
-    assert statuses == Counter({503: probes})
+    assert statuses == again_statuses == Counter({503: probes})
     assert latencies[int(probes * 0.99) - 1] < BOUND, latencies[-10:]
+    # answered from the failure just seen: none waited a timeout
+    assert again[int(probes * 0.99) - 1] < CHECK_TIMEOUT, again[-10:]
+    assert live_statuses == Counter({200: probes})
+    assert live[int(probes * 0.99) - 1] < 0.5, live[-10:]
 
 
 def test_uwsgi_post_fork_hook_runs_after_the_one_set_before() -> None:
